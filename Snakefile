@@ -1,0 +1,19 @@
+# rider: RIDER-MoE, from raw CMU-MOSI/MOSEI (or the embedded synthetic dataset) to tables and figures.
+# Stages and paths: ../shared/DESIGN.md §1 and README.md. Each stage lives in workflow/rules/<stage>.smk.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.data.input,

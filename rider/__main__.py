@@ -1,0 +1,5 @@
+import sys
+
+from rider.cli import main
+
+sys.exit(main())

@@ -1,0 +1,142 @@
+"""The ``rider`` command: one sub-command per workflow stage.
+
+Snakemake rules call these with ``--spec``, the JSON of the rule's own config section (so a change to another
+section never reruns the rule). By hand, ``--config config.yaml --dataset NAME`` reads the same section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from rider.config import ConfigError, from_mapping, load_config
+
+log = logging.getLogger("rider")
+
+DEFAULT_SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
+
+
+def _dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
+    if args.spec is not None:
+        return json.loads(args.spec)
+    if args.config is None or args.dataset is None:
+        raise ConfigError("give either --spec JSON or both --config FILE and --dataset NAME")
+    schema = args.schema or Path(args.config).resolve().parent / DEFAULT_SCHEMA
+    config = load_config(args.config, schema)
+    if args.dataset not in config["datasets"]:
+        raise ConfigError(f"{args.config}: no dataset '{args.dataset}'; have {sorted(config['datasets'])}")
+    return config["datasets"][args.dataset]
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from rider.data.synthetic import SyntheticConfig, generate
+
+    spec = _dataset_spec(args)
+    if spec["source"] != "synthetic":
+        raise ConfigError(f"dataset source is '{spec['source']}', not synthetic: nothing to generate")
+    generate(from_mapping(SyntheticConfig, spec.get("synthetic", {}), "synthetic"), args.out_dir)
+
+
+def _download(args: argparse.Namespace) -> None:
+    from rider.data.download import DownloadConfig, download
+    from rider.data.synthetic import RAW_FILES
+
+    spec = _dataset_spec(args)
+    download(from_mapping(DownloadConfig, spec.get("cmu", {}), "cmu"), args.out_dir, RAW_FILES)
+
+
+def _align(args: argparse.Namespace) -> None:
+    from rider.data.align import align
+
+    spec = _dataset_spec(args)
+    raw = {"words": args.words, "audio": args.audio, "vision": args.vision, "labels": args.labels}
+    align(raw, args.out, config=spec)
+
+
+def _cache(args: argparse.Namespace) -> None:
+    from rider.data.cache import CacheConfig, build_cache
+    from rider.data.folds import standard_folds
+
+    spec = _dataset_spec(args)
+    build_cache(
+        args.aligned,
+        args.glove,
+        standard_folds(spec.get("folds", "mosi")),
+        args.out,
+        config=from_mapping(CacheConfig, spec.get("cache", {}), "cache"),
+        dataset=args.name or "",
+        latents_path=args.latents,
+        provenance_config=spec,
+    )
+
+
+def _dataset_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("configuration (either --spec, or --config with --dataset)")
+    group.add_argument("--spec", help="JSON of the dataset's config section (what Snakemake passes)")
+    group.add_argument("--config", help="a config.yaml to read the section from")
+    group.add_argument("--dataset", help="the dataset's name in that config")
+    group.add_argument("--schema", help=f"JSON schema for --config (default: <config folder>/{DEFAULT_SCHEMA})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rider", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command("generate", _generate, "Write the synthetic dataset's .csd files, GloVe file and latents.")
+    _dataset_options(sub)
+    sub.add_argument("--out-dir", required=True, type=Path, help="raw folder to write into")
+
+    sub = command("download", _download, "Download the CMU .csd files (SDK URLs) with retries.")
+    _dataset_options(sub)
+    sub.add_argument("--out-dir", required=True, type=Path, help="raw folder to write into")
+
+    sub = command("align", _align, "Align audio and vision to the words with the SDK; group words per segment.")
+    _dataset_options(sub)
+    for role in ("words", "audio", "vision", "labels"):
+        sub.add_argument(f"--{role}", required=True, type=Path, help=f"{role} .csd file")
+    sub.add_argument("--out", required=True, type=Path, help="aligned HDF5 file to write")
+
+    sub = command("cache", _cache, "Build the padded per-split training cache from the aligned file.")
+    _dataset_options(sub)
+    sub.add_argument("--aligned", required=True, type=Path, help="aligned HDF5 file")
+    sub.add_argument("--glove", required=True, type=Path, help="GloVe-format word-vector file")
+    sub.add_argument("--latents", type=Path, help="synthetic ground-truth latents (optional)")
+    sub.add_argument("--name", help="dataset name recorded in the cache")
+    sub.add_argument("--out", required=True, type=Path, help="cache HDF5 file to write")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from rider.data.csd import DataError
+    from rider.data.download import DownloadError
+
+    started = time.perf_counter()
+    try:
+        args.handler(args)
+    except (ConfigError, DataError, DownloadError) as err:
+        log.error("%s", err)
+        print(f"rider {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    log.info("rider %s finished in %.1f s", args.command, time.perf_counter() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

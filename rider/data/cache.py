@@ -1,0 +1,203 @@
+"""The training cache: word-aligned features per split, padded to L words, with the train-set statistics.
+
+Layout (``CACHE_SCHEMA_VERSION``; ``validate_cache`` checks a file against it)::
+
+    /<split>/text_glove (N, L, 300) float32  GloVe vector of each word; 0 for padding, 'sp' and unknown words
+    /<split>/audio      (N, L, 74)  float32  word-level mean of the audio frames
+    /<split>/vision     (N, L, 35)  float32
+    /<split>/lengths    (N,)        int32    real words (the first `lengths` rows; the rest is zero padding)
+    /<split>/labels     (N,)        float32  sentiment in [-3, 3]
+    /<split>/ids        (N,)        str      SDK segment key "<video>[<i>]"
+    /<split>/latents/{r (N,), u (N,3), b (N,3), s (N,)}   synthetic data only: the ground truth
+    /stats/<feature>_mean, /stats/<feature>_std  (D,) float32  over the real rows of the train split
+    attrs: schema_version, dataset, sequence_length, provenance (JSON: input checksums, config),
+           counts (JSON: segments per split, truncated segments, unknown words, non-finite values)
+
+Splits are train, valid, test. Segments longer than L keep their first L words.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import h5py
+import numpy as np
+
+from rider.atomic import atomic_path
+from rider.data.csd import DataError
+from rider.data.folds import SPLITS, split_of
+from rider.data.glove import read_glove
+from rider.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+CACHE_SCHEMA_VERSION = 1
+FEATURES = {"text_glove": 300, "audio": 74, "vision": 35}
+SILENCE = "sp"  # the SDK's token for a pause between words
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    sequence_length: int = 50      # L, the standard aligned setting
+    glove_dim: int = 300
+    lowercase: bool = True         # GloVe vocabularies are lower case; the SDK's words are not always
+
+
+def _pad(rows: list[np.ndarray], length: int, dim: int) -> np.ndarray:
+    out = np.zeros((len(rows), length, dim), dtype=np.float32)
+    for i, row in enumerate(rows):
+        out[i, : min(len(row), length)] = row[:length]
+    return out
+
+
+def build_cache(
+    aligned_path: str | os.PathLike,
+    glove_path: str | os.PathLike,
+    folds: Mapping[str, list[str]],
+    out_path: str | os.PathLike,
+    config: CacheConfig = CacheConfig(),
+    dataset: str = "",
+    latents_path: str | os.PathLike | None = None,
+    provenance_config: Mapping | None = None,
+) -> dict:
+    """The cache stage; returns the counts it also writes into the file's attributes."""
+    aligned_path = Path(aligned_path)
+    try:
+        handle = h5py.File(aligned_path, "r")
+    except OSError as err:
+        raise DataError(f"{aligned_path}: not a readable aligned HDF5 file (truncated or corrupt?): {err}") from None
+    with handle:
+        try:
+            keys = handle["segments/key"].asstr()[:]
+            videos = handle["segments/video"].asstr()[:]
+            labels = handle["segments/label"][:]
+            offset = handle["segments/offset"][:]
+            words = handle["words/word"].asstr()[:]
+            streams = {name: handle[name][:] for name in ("audio", "vision")}
+        except KeyError as err:
+            raise DataError(f"{aligned_path}: missing field {err}; was it written by `rider align`?") from None
+    if config.lowercase:
+        words = np.char.lower(words.astype(str))
+    bad_label = ~np.isfinite(labels) | (labels < -3) | (labels > 3)
+    if bad_label.any():
+        i = int(np.argmax(bad_label))
+        raise DataError(f"{aligned_path}: field 'segments/label' of segment {keys[i]} is {labels[i]}, outside [-3, 3]")
+
+    vocabulary = set(words.tolist()) - {SILENCE}
+    vectors = read_glove(glove_path, vocabulary, dim=config.glove_dim)
+    unknown = sorted(vocabulary - set(vectors))
+    text = np.zeros((len(words), config.glove_dim), dtype=np.float32)
+    for i, word in enumerate(words):
+        if word in vectors:
+            text[i] = vectors[word]
+    features = {"text_glove": text, **streams}
+    nonfinite = {}
+    for name, values in features.items():
+        bad = ~np.isfinite(values)
+        nonfinite[name] = int(bad.sum())
+        if nonfinite[name]:
+            values[bad] = 0.0
+            log.warning("%s: replaced %d non-finite value(s) in %s by 0", aligned_path, nonfinite[name], name)
+
+    owner = split_of(folds)
+    split_of_segment = np.array([owner.get(video, "") for video in videos])
+    unassigned = sorted(set(videos[split_of_segment == ""]))
+    if unassigned:
+        log.warning("%d video(s) are in no fold and are left out, e.g. %s", len(unassigned), unassigned[:3])
+    lengths_all = np.diff(offset)
+    counts = {"segments": {}, "truncated": int((lengths_all > config.sequence_length).sum()),
+              "unknown_words": len(unknown), "nonfinite": nonfinite, "unassigned_videos": len(unassigned)}
+    latents = _read_latents(latents_path) if latents_path else None
+    length = config.sequence_length
+
+    with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w") as out:
+        for split in SPLITS:
+            index = np.flatnonzero(split_of_segment == split)
+            if len(index) == 0:
+                raise DataError(f"{aligned_path}: no segment falls in the {split} fold")
+            group = out.create_group(split)
+            for name, values in features.items():
+                rows = [values[offset[i]: offset[i + 1]] for i in index]
+                group.create_dataset(name, data=_pad(rows, length, values.shape[1]), compression="gzip", compression_opts=1)
+            group.create_dataset("lengths", data=np.minimum(lengths_all[index], length).astype(np.int32))
+            group.create_dataset("labels", data=labels[index].astype(np.float32))
+            group.create_dataset("ids", data=keys[index].astype(object), dtype=h5py.string_dtype())
+            if latents is not None:
+                _write_latents(group, latents, keys[index], latents_path)
+            counts["segments"][split] = int(len(index))
+        train = out["train"]
+        real = np.arange(length)[None, :] < train["lengths"][:][:, None]  # (N, L)
+        for name in features:
+            rows = train[name][:][real]
+            out.create_dataset(f"stats/{name}_mean", data=rows.mean(axis=0).astype(np.float32))
+            out.create_dataset(f"stats/{name}_std", data=rows.std(axis=0).astype(np.float32))
+        out.attrs["schema_version"] = CACHE_SCHEMA_VERSION
+        out.attrs["dataset"] = dataset
+        out.attrs["sequence_length"] = length
+        out.attrs["counts"] = json.dumps(counts)
+        inputs = {"aligned": aligned_path, "glove": glove_path}
+        if latents_path:
+            inputs["latents"] = latents_path
+        out.attrs["provenance"] = provenance(inputs, dict(provenance_config or {}))
+    log.info("cache %s: %s", out_path, json.dumps(counts))
+    return counts
+
+
+def _read_latents(path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as handle:
+        return {"key": handle["key"].asstr()[:], **{name: handle[name][:] for name in ("r", "u", "b", "s")}}
+
+
+def _write_latents(group: h5py.Group, latents: dict[str, np.ndarray], keys: np.ndarray, path) -> None:
+    position = {key: i for i, key in enumerate(latents["key"])}
+    missing = [key for key in keys if key not in position]
+    if missing:
+        raise DataError(f"{path}: no latents for segment(s) {missing[:3]}")
+    rows = np.array([position[key] for key in keys])
+    for name in ("r", "u", "b", "s"):
+        group.create_dataset(f"latents/{name}", data=latents[name][rows])
+
+
+def validate_cache(path: str | os.PathLike) -> dict[str, int]:
+    """Check a cache file against the schema; return the number of segments per split."""
+    path = Path(path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise DataError(f"{path}: not a readable cache file (truncated or corrupt?): {err}") from None
+    sizes = {}
+    with handle:
+        version = handle.attrs.get("schema_version")
+        if version != CACHE_SCHEMA_VERSION:
+            raise DataError(f"{path}: schema_version is {version}, expected {CACHE_SCHEMA_VERSION}")
+        length = int(handle.attrs["sequence_length"])
+        for split in SPLITS:
+            if split not in handle:
+                raise DataError(f"{path}: missing split '{split}'")
+            group = handle[split]
+            n = group["labels"].shape[0]
+            expected = {name: (n, length, dim) for name, dim in FEATURES.items()}
+            expected.update(lengths=(n,), labels=(n,), ids=(n,))
+            for name, shape in expected.items():
+                if name not in group:
+                    raise DataError(f"{path}: missing field '{split}/{name}'")
+                if group[name].shape != shape:
+                    raise DataError(f"{path}: field '{split}/{name}' has shape {group[name].shape}, expected {shape}")
+            lengths = group["lengths"][:]
+            if lengths.min() < 0 or lengths.max() > length:
+                raise DataError(f"{path}: field '{split}/lengths' outside [0, {length}]")
+            labels = group["labels"][:]
+            if not np.all(np.isfinite(labels)) or labels.min() < -3 or labels.max() > 3:
+                raise DataError(f"{path}: field '{split}/labels' outside [-3, 3] or not finite")
+            sizes[split] = n
+        for name, dim in FEATURES.items():
+            for stat in ("mean", "std"):
+                field = f"stats/{name}_{stat}"
+                if field not in handle or handle[field].shape != (dim,):
+                    raise DataError(f"{path}: missing or misshapen field '{field}'")
+    return sizes

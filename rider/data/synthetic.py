@@ -1,0 +1,243 @@
+"""The embedded default dataset: synthetic CMU-MOSI in the SDK's own .csd layout, with a known ground truth.
+
+Per segment (DESIGN §2) the latents are a redundancy r ~ N(0,1) carried by all three modalities, a uniqueness
+u_m ~ N(0,1) carried by modality m alone, and a synergy bit b_m ∈ {±1} per modality whose product
+s = b_T·b_A·b_V no single modality or pair can reveal. The label is
+    y = clip(w_r·r + w_u·Σ_m u_m + w_s·s + ε, −3, 3), rounded to a grid of ``label_step``.
+Each modality sees its code c_m = (r, u_m, b_m):
+- text: every token is the vocabulary word whose 3-d code lies nearest to c_T + noise; the words' 300-d
+  vectors (a fixed random map of their codes) are written as a GloVe-format file, so text reaches the model
+  through the same GloVe lookup as real data;
+- audio (100 Hz, 74-d) and vision (30 Hz, 35-d): per word, a fixed random map of c_m plus word-level noise,
+  repeated over the word's frames with frame jitter, on top of a per-video offset; silence carries only jitter.
+  Audio holds a small rate of -inf/NaN, as real COVAREP does.
+The segments use the SDK's standard video ids and folds with the real fold sizes. Everything is a function of
+the seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+from scipy.spatial import cKDTree
+from tqdm import tqdm
+
+from rider.atomic import atomic_path
+from rider.data.csd import write_sequence
+from rider.data.folds import SPLITS, standard_folds
+from rider.data.glove import write_glove
+
+log = logging.getLogger(__name__)
+
+FOLD_SIZES = {  # segments per split, as in the paper's App. C.1
+    "mosi": {"train": 1284, "valid": 229, "test": 686},
+    "mosei": {"train": 16326, "valid": 1871, "test": 4659},
+}
+MODALITIES = ("text", "audio", "vision")
+FEATURE_DIMS = {"audio": 74, "vision": 35}
+# File names inside the raw folder; the align stage finds sequences by these roles.
+RAW_FILES = {"words": "words.csd", "audio": "audio.csd", "vision": "vision.csd", "labels": "labels.csd"}
+GLOVE_FILE = "glove.txt"
+LATENTS_FILE = "latents.h5"
+
+
+@dataclass(frozen=True)
+class LabelWeights:
+    redundancy: float = 0.9   # w_r
+    uniqueness: float = 0.5   # w_u, shared by the three u_m
+    synergy: float = 0.8      # w_s
+    noise: float = 0.3        # std of ε
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    size: str = "mosi"                       # fold sizes and video ids: mosi | mosei
+    seed: int = 0
+    videos_per_split: int | None = None      # use only the first n videos of each fold (tests)
+    segments_per_split: tuple[int, int, int] | None = None  # override train/valid/test sizes (tests)
+    words_per_segment: tuple[int, int] = (6, 20)
+    word_seconds: float = 0.3
+    audio_hz: float = 100.0
+    vision_hz: float = 30.0
+    vocabulary_size: int = 4000
+    glove_dim: int = 300
+    text_noise: float = 1.2                  # std of a token's code around c_T
+    audio_noise: float = 3.0                 # word-level std per audio feature
+    vision_noise: float = 2.0                # word-level std per vision feature
+    frame_noise: float = 0.5                 # frame-to-frame jitter within a word
+    nonfinite_rate: float = 1e-4             # fraction of audio frames holding -inf or NaN
+    label_step: float = 0.2                  # labels are rounded to this grid (so some are exactly 0)
+    label_weights: LabelWeights = field(default_factory=LabelWeights)
+
+
+@dataclass
+class _Segment:
+    video: str
+    index: int
+    start: float
+    end: float
+    word_times: np.ndarray  # (w, 2)
+
+
+def _segment_counts(rng: np.random.Generator, total: int, videos: int) -> np.ndarray:
+    """Spread ``total`` segments over ``videos`` videos, at least one each, unevenly as in the real data."""
+    if total < videos:
+        raise ValueError(f"{total} segments cannot cover {videos} videos")
+    share = rng.dirichlet(np.full(videos, 2.0))
+    return 1 + rng.multinomial(total - videos, share)
+
+
+def _vocabulary(size: int) -> list[str]:
+    """Pronounceable pseudo-words, two or three syllables, never 'sp' (the SDK's silence token)."""
+    syllables = [c + v for c, v in itertools.product("bdfgklmnprstvz", "aeiou")]
+    words = ("".join(p) for n in (2, 3) for p in itertools.product(syllables, repeat=n))
+    vocabulary = list(itertools.islice(words, size))
+    if len(vocabulary) < size:
+        raise ValueError(f"vocabulary_size {size} exceeds the {len(vocabulary)} pseudo-words available")
+    return vocabulary
+
+
+def _feature_map(rng: np.random.Generator, dim: int) -> np.ndarray:
+    # Entries N(0, 1/3): each feature then has unit signal variance from the three unit-variance codes.
+    return rng.normal(0.0, np.sqrt(1.0 / 3.0), size=(3, dim))
+
+
+def _stream(
+    rng: np.random.Generator,
+    segments: list[_Segment],
+    codes: np.ndarray,
+    mapping: np.ndarray,
+    hz: float,
+    word_noise: float,
+    frame_noise: float,
+) -> dict[str, np.ndarray]:
+    """Frames of one video at ``hz``: each word's frames carry its code; gaps carry only noise."""
+    end = segments[-1].end + 0.5
+    n_frames = int(np.ceil(end * hz))
+    starts = np.arange(n_frames) / hz
+    intervals = np.stack([starts, starts + 1.0 / hz], axis=1)
+    dim = mapping.shape[1]
+    offset = rng.normal(0.0, 0.5, size=dim)  # who is speaking / filming: a per-video shift
+    features = offset + rng.normal(0.0, frame_noise, size=(n_frames, dim))
+    for segment, code in zip(segments, codes):
+        for t0, t1 in segment.word_times:
+            first, last = int(np.ceil(t0 * hz)), int(np.ceil(t1 * hz))
+            if last <= first:
+                continue
+            word = code @ mapping + rng.normal(0.0, word_noise, size=dim)
+            features[first:last] = offset + word + rng.normal(0.0, frame_noise, size=(last - first, dim))
+    return {"intervals": intervals, "features": features.astype(np.float32)}
+
+
+def generate(config: SyntheticConfig, out_dir: str | Path) -> dict[str, Path]:
+    """Write words/audio/vision/labels .csd, the GloVe file and the latents into ``out_dir``."""
+    out_dir = Path(out_dir)
+    rng = np.random.default_rng(config.seed)
+    folds = standard_folds(config.size)
+    sizes = (
+        dict(zip(SPLITS, config.segments_per_split))
+        if config.segments_per_split is not None
+        else FOLD_SIZES[config.size]
+    )
+    vocabulary = _vocabulary(config.vocabulary_size)
+    vocab_codes = rng.normal(0.0, 1.5, size=(len(vocabulary), 3))
+    text_map = _feature_map(rng, config.glove_dim)
+    glove = vocab_codes @ text_map + rng.normal(0.0, 0.3, size=(len(vocabulary), config.glove_dim))
+    nearest_word = cKDTree(vocab_codes)
+    maps = {name: _feature_map(rng, dim) for name, dim in FEATURE_DIMS.items()}
+    noise = {"audio": config.audio_noise, "vision": config.vision_noise}
+    hz = {"audio": config.audio_hz, "vision": config.vision_hz}
+    w = config.label_weights
+
+    words, labels = {}, {}
+    streams: dict[str, dict] = {"audio": {}, "vision": {}}
+    latents: dict[str, list] = {k: [] for k in ("key", "split", "r", "u", "b", "s", "y")}
+    videos = {split: folds[split][: config.videos_per_split] for split in SPLITS}
+    progress = tqdm(total=sum(map(len, videos.values())), desc="generate", unit="video")
+    for split in SPLITS:
+        for video, n_segments in zip(videos[split], _segment_counts(rng, sizes[split], len(videos[split]))):
+            segments, time = [], float(rng.uniform(1.0, 5.0))
+            for index in range(n_segments):
+                n_words = int(rng.integers(config.words_per_segment[0], config.words_per_segment[1] + 1))
+                lengths = rng.uniform(0.6, 1.4, size=n_words) * config.word_seconds
+                gaps = rng.uniform(0.0, 0.1, size=n_words)
+                word_starts = time + np.concatenate([[0.0], np.cumsum(lengths + gaps)[:-1]])
+                word_times = np.stack([word_starts, word_starts + lengths], axis=1)
+                segments.append(_Segment(video, index, float(word_times[0, 0]), float(word_times[-1, 1]), word_times))
+                time = word_times[-1, 1] + float(rng.uniform(0.3, 1.0))
+            r = rng.normal(size=n_segments)
+            u = rng.normal(size=(n_segments, 3))
+            b = rng.choice([-1.0, 1.0], size=(n_segments, 3))
+            s = b.prod(axis=1)
+            raw_y = w.redundancy * r + w.uniqueness * u.sum(axis=1) + w.synergy * s + rng.normal(0.0, w.noise, n_segments)
+            y = np.clip(np.round(raw_y / config.label_step) * config.label_step, -3.0, 3.0)
+            codes = {m: np.stack([r, u[:, i], b[:, i]], axis=1) for i, m in enumerate(MODALITIES)}
+
+            counts = [len(seg.word_times) for seg in segments]
+            token_codes = np.repeat(codes["text"], counts, axis=0) + rng.normal(0.0, config.text_noise, (sum(counts), 3))
+            _, token_ids = nearest_word.query(token_codes)
+            words[video] = {
+                "intervals": np.concatenate([seg.word_times for seg in segments]),
+                "features": np.array([[vocabulary[i].encode()] for i in token_ids]),
+            }
+            for m in ("audio", "vision"):
+                streams[m][video] = _stream(rng, segments, codes[m], maps[m], hz[m], noise[m], config.frame_noise)
+            labels[video] = {
+                "intervals": np.array([[seg.start, seg.end] for seg in segments]),
+                "features": y[:, None].astype(np.float32),
+            }
+            latents["key"] += [f"{video}[{seg.index}]" for seg in segments]
+            latents["split"] += [split] * n_segments
+            for name, value in (("r", r), ("u", u), ("b", b), ("s", s), ("y", y)):
+                latents[name].append(value)
+            progress.update(1)
+    progress.close()
+
+    nonfinite = 0
+    for features in (entry["features"] for entry in streams["audio"].values()):
+        hit = rng.random(features.shape[0]) < config.nonfinite_rate
+        column = rng.integers(0, features.shape[1], size=int(hit.sum()))
+        features[np.flatnonzero(hit), column] = rng.choice([-np.inf, np.nan], size=int(hit.sum()))
+        nonfinite += int(hit.sum())
+    log.info("generated %d videos, %d segments, %d words; %d non-finite audio values",
+             len(words), len(latents["key"]), sum(len(v["intervals"]) for v in words.values()), nonfinite)
+
+    paths = {role: out_dir / name for role, name in RAW_FILES.items()}
+    described = {
+        "words": "words of each segment, drawn from a pseudo-word vocabulary",
+        "audio": f"74-d COVAREP-like frames at {config.audio_hz:g} Hz",
+        "vision": f"35-d Facet-like frames at {config.vision_hz:g} Hz",
+        "labels": "sentiment in [-3, 3] per opinion segment",
+    }
+    for role, entries in (("words", words), ("audio", streams["audio"]), ("vision", streams["vision"]), ("labels", labels)):
+        write_sequence(paths[role], role, entries, _metadata(config, described[role]))
+    paths["glove"] = out_dir / GLOVE_FILE
+    write_glove(paths["glove"], vocabulary, glove.astype(np.float32))
+    paths["latents"] = out_dir / LATENTS_FILE
+    with atomic_path(paths["latents"], suffix=".h5") as tmp, h5py.File(tmp, "w") as handle:
+        handle.create_dataset("key", data=np.array(latents["key"], dtype=object), dtype=h5py.string_dtype())
+        handle.create_dataset("split", data=np.array(latents["split"], dtype=object), dtype=h5py.string_dtype())
+        for name in ("r", "u", "b", "s", "y"):
+            handle.create_dataset(name, data=np.concatenate(latents[name]).astype(np.float32))
+        handle.attrs["modalities"] = "u and b columns are text, audio, vision"
+        handle.attrs["config"] = repr(asdict(config))
+    return paths
+
+
+def _metadata(config: SyntheticConfig, description: str) -> dict[str, str]:
+    return {
+        "computational sequence description": description,
+        "computational sequence version": "1.0",
+        "alignment compatible": "true",
+        "dataset name": f"synthetic-{config.size}",
+        "dataset version": f"seed-{config.seed}",
+        "creator": "rider synthetic generator",
+        "contact": "see README",
+        "featureset bib citation": "none (synthetic)",
+        "dataset bib citation": "none (synthetic)",
+    }

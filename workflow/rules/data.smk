@@ -1,0 +1,103 @@
+# Data stages: raw .csd (generated or downloaded) -> word-level alignment -> padded per-split cache.
+
+
+rule generate:
+    output:
+        **{role: f"resources/raw/{{dataset}}/{role}.csd" for role in RAW_ROLES},
+        glove="resources/raw/{dataset}/glove.txt",
+        latents="resources/raw/{dataset}/latents.h5",
+    input:
+        code=sources("generate"),
+    params:
+        spec=lambda wildcards: spec(wildcards.dataset),
+    wildcard_constraints:
+        dataset=names_with_source("synthetic"),
+    log:
+        "logs/{dataset}/generate.log",
+    benchmark:
+        "logs/{dataset}/generate.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        ENV
+    shell:
+        "rider generate --spec {params.spec:q} --out-dir resources/raw/{wildcards.dataset} > {log} 2>&1"
+
+
+rule download:
+    output:
+        **{role: f"resources/raw/{{dataset}}/{role}.csd" for role in RAW_ROLES},
+    input:
+        code=sources("download"),
+    params:
+        spec=lambda wildcards: spec(wildcards.dataset),
+    wildcard_constraints:
+        dataset=names_with_source("cmu"),
+    log:
+        "logs/{dataset}/download.log",
+    benchmark:
+        "logs/{dataset}/download.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    conda:
+        ENV
+    shell:
+        "rider download --spec {params.spec:q} --out-dir resources/raw/{wildcards.dataset} > {log} 2>&1"
+
+
+rule align:
+    output:
+        "resources/aligned/{dataset}.h5",
+    input:
+        unpack(raw_files),
+        code=sources("align"),
+    params:
+        spec=lambda wildcards: spec(wildcards.dataset),
+    log:
+        "logs/{dataset}/align.log",
+    benchmark:
+        "logs/{dataset}/align.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        ENV
+    shell:
+        "rider align --spec {params.spec:q} --words {input.words:q} --audio {input.audio:q}"
+        " --vision {input.vision:q} --labels {input.labels:q} --out {output:q} > {log} 2>&1"
+
+
+rule cache:
+    output:
+        "resources/cache/{dataset}.h5",
+    input:
+        unpack(latents_file),
+        aligned="resources/aligned/{dataset}.h5",
+        glove=glove_file,
+        code=sources("cache"),
+    params:
+        spec=lambda wildcards: spec(wildcards.dataset),
+        latents=lambda wildcards, input: f"--latents {input.latents}" if "latents" in input.keys() else "",
+    log:
+        "logs/{dataset}/cache.log",
+    benchmark:
+        "logs/{dataset}/cache.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "rider cache --spec {params.spec:q} --name {wildcards.dataset} --aligned {input.aligned:q}"
+        " --glove {input.glove:q} {params.latents} --out {output:q} > {log} 2>&1"
+
+
+rule data:
+    input:
+        expand("resources/cache/{dataset}.h5", dataset=run_datasets()),
