@@ -18,7 +18,7 @@ SHARED_REAL = REPO.parent / "shared" / "data" / "cmu-real"
 
 # Small enough to build in a few seconds, large enough for every split to hold several videos.
 TINY = SyntheticConfig(seed=7, videos_per_split=4, segments_per_split=(48, 16, 24), vocabulary_size=300,
-                       words_per_segment=(4, 9), audio_hz=50.0)
+                       words_per_segment=(4, 9), audio_hz=50.0, nonfinite_rate=0.01)
 
 
 def build_dataset(config: SyntheticConfig, folder: Path) -> dict[str, Path]:
