@@ -1,0 +1,91 @@
+"""The reliability-aware router (paper §3.2, App. B.1, Eqs. 21-39).
+
+Unimodal probes say how confident each modality is (entropy) and whether the modalities agree (consensus);
+together with an importance read from the fused context they form an expert prior that is added to a base
+router's logits as a log-bias. Each equation is a small pure function so it can be checked by hand; the
+module wires them in the paper's order.
+
+Shapes: B batch, M modalities, K probe classes, E experts, D hidden.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+
+
+def entropy(p: torch.Tensor, eps: float) -> torch.Tensor:
+    return -(p * torch.log(p + eps)).sum(dim=-1)  # Eq. 24: (..., K) -> (...)
+
+
+def relative_reliability(H: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(-H, dim=-1)  # Eq. 25: lower entropy, higher reliability; (B, M)
+
+
+def blend_reliability(rel: torch.Tensor, imp: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    r_tilde = alpha * rel + (1 - alpha) * imp  # Eq. 28: (B, M)
+    r = r_tilde / r_tilde.sum(dim=-1, keepdim=True)  # Eq. 29: normalised reliability weights r_m
+    return r, r.mean(dim=-1)  # Eq. 29: r (B, M), r_bar (B,)
+
+
+def consensus_score(p: torch.Tensor, gamma: float, eps: float) -> torch.Tensor:
+    """exp(-gamma * mean_m KL(p_m || p_bar)): 1 when the probes agree, towards 0 when they conflict."""
+    p_bar = p.mean(dim=-2, keepdim=True)  # Eq. 30: (B, 1, K)
+    kl = (p * torch.log((p + eps) / (p_bar + eps))).sum(dim=-1)  # Eq. 31: D_m, (B, M)
+    disagree = kl.mean(dim=-1)  # Eq. 32: (B,)
+    return torch.exp(-gamma * disagree)  # Eq. 33: consensus score
+
+
+def inject_prior(base_logits: torch.Tensor, prior: torch.Tensor, strength: float, eps: float) -> torch.Tensor:
+    logits = base_logits + strength * torch.log(prior + eps)  # Eq. 38: log-prior injection
+    return torch.softmax(logits, dim=-1)  # Eq. 39: routing weights pi^(0), (B, E)
+
+
+class RouterOutput(NamedTuple):
+    probe_logits: torch.Tensor  # (B, M, K)
+    entropy: torch.Tensor  # (B, M)
+    importance: torch.Tensor  # (B, M)
+    reliability: torch.Tensor  # r, (B, M)
+    mean_reliability: torch.Tensor  # r_bar, (B,)
+    consensus: torch.Tensor  # (B,)
+    expert_prior: torch.Tensor  # Prior^exp, (B, E)
+    routing: torch.Tensor  # pi^(0), (B, E)
+
+
+class ReliabilityRouter(nn.Module):
+    """Probes on h_m and routing on z^(0), computed once per sample from the full view (§3.3).
+
+    The base router f_router (Eq. 37) is a single Linear(D -> E), the usual MoE gate: z^(0) is already the
+    output of Transformer encoders, and keeping the gate linear leaves the reliability prior as the only
+    non-linear path into the routing, which is what the lambda_p = 0 ablation removes.
+    """
+
+    def __init__(self, d_model: int, num_experts: int, num_classes: int = 7, num_modalities: int = 3,
+                 alpha: float = 0.7, gamma: float = 1.0, prior_strength: float = 1.0, eps: float = 1e-8,
+                 use_consensus: bool = True):
+        super().__init__()
+        M, K, D = num_modalities, num_classes, d_model
+        self.alpha, self.gamma, self.prior_strength, self.eps = alpha, gamma, prior_strength, eps
+        self.use_consensus = use_consensus
+        # One probe Linear(D -> K) per modality (Eq. 21), stored stacked so all three run as one einsum.
+        bound = 1 / D**0.5
+        self.probe_w = nn.Parameter(torch.empty(M, D, K).uniform_(-bound, bound))
+        self.probe_b = nn.Parameter(torch.empty(M, K).uniform_(-bound, bound))
+        self.importance = nn.Linear(D, M)  # Eq. 26: W_imp
+        self.prior = nn.Linear(M + int(use_consensus), num_experts)  # Eq. 35: W_prior on f
+        self.base = nn.Linear(D, num_experts)  # Eq. 37: f_router
+
+    def forward(self, h: torch.Tensor, z0: torch.Tensor) -> RouterOutput:
+        logits = torch.einsum("bmd,mdk->bmk", h, self.probe_w) + self.probe_b  # Eq. 21: (B, M, K)
+        p = torch.softmax(logits, dim=-1)  # Eq. 22: p_m, (B, M, K)
+        H = entropy(p, self.eps)  # Eq. 24: (B, M)
+        rel = relative_reliability(H)  # Eq. 25: (B, M)
+        imp = torch.softmax(self.importance(z0), dim=-1)  # Eqs. 26-27: (B, M)
+        r, r_bar = blend_reliability(rel, imp, self.alpha)  # Eqs. 28-29: (B, M), (B,)
+        cons = consensus_score(p, self.gamma, self.eps)  # Eqs. 30-33: (B,)
+        f = torch.cat([r, cons[:, None]], dim=-1) if self.use_consensus else r  # Eq. 34: (B, M+1) or (B, M)
+        prior = torch.softmax(self.prior(f), dim=-1)  # Eqs. 35-36: Prior^exp, (B, E)
+        pi = inject_prior(self.base(z0), prior, self.prior_strength, self.eps)  # Eqs. 37-39: (B, E)
+        return RouterOutput(logits, H, imp, r, r_bar, cons, prior, pi)
