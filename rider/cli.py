@@ -75,6 +75,25 @@ def _cache(args: argparse.Namespace) -> None:
     )
 
 
+def _plan(args: argparse.Namespace) -> None:
+    from rider.stress import build_plan
+
+    spec = json.loads(args.spec)
+    build_plan(args.cache, args.out, grids=spec["grids"], seed=spec["seed"])
+
+
+def _train(args: argparse.Namespace) -> None:
+    from rider.train.trainer import RunSpec, train
+
+    train(RunSpec.from_dict(json.loads(args.spec)), args.cache, args.out_dir, args.seed, threads=args.threads)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from rider.evaluate import evaluate
+
+    evaluate(args.checkpoint, args.cache, args.plan, args.out, device=args.device, threads=args.threads)
+
+
 def _dataset_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration (either --spec, or --config with --dataset)")
     group.add_argument("--spec", help="JSON of the dataset's config section (what Snakemake passes)")
@@ -114,6 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--latents", type=Path, help="synthetic ground-truth latents (optional)")
     sub.add_argument("--name", help="dataset name recorded in the cache")
     sub.add_argument("--out", required=True, type=Path, help="cache HDF5 file to write")
+
+    sub = command("plan", _plan, "Draw the seeded stress plan (every stressor x severity) for a dataset's test split.")
+    sub.add_argument("--spec", required=True, help='JSON of the config\'s stress section: {"seed": .., "grids": {..}}')
+    sub.add_argument("--cache", required=True, type=Path, help="cache HDF5 file")
+    sub.add_argument("--out", required=True, type=Path, help="plan HDF5 file to write")
+
+    sub = command("train", _train, "Train one model variant with one seed; keep the best-validation-MAE checkpoint.")
+    sub.add_argument("--spec", required=True, help='JSON {"model": {..}, "loss": {..}, "train": {..}}')
+    sub.add_argument("--cache", required=True, type=Path, help="cache HDF5 file")
+    sub.add_argument("--seed", required=True, type=int)
+    sub.add_argument("--threads", type=int, help="CPU threads for torch")
+    sub.add_argument("--out-dir", required=True, type=Path, help="checkpoint folder to write")
+
+    sub = command("evaluate", _evaluate, "Evaluate a checkpoint: clean, every stressor and severity, nAUC, DIR checks.")
+    sub.add_argument("--checkpoint", required=True, type=Path, help="checkpoint folder (model.pt, config.json, ...)")
+    sub.add_argument("--cache", required=True, type=Path, help="cache HDF5 file")
+    sub.add_argument("--plan", required=True, type=Path, help="stress plan HDF5 file")
+    sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    sub.add_argument("--threads", type=int, help="CPU threads for torch")
+    sub.add_argument("--out", required=True, type=Path, help="evaluation JSON to write")
     return parser
 
 

@@ -21,6 +21,17 @@ TINY = SyntheticConfig(seed=7, videos_per_split=4, segments_per_split=(48, 16, 2
                        words_per_segment=(4, 9), audio_hz=50.0, nonfinite_rate=0.01)
 
 
+# Enough segments for a few epochs of training to show learning, still quick to build.
+SMALL = SyntheticConfig(seed=11, videos_per_split=8, segments_per_split=(320, 80, 120), vocabulary_size=500,
+                        audio_hz=50.0)
+
+# A RIDER-MoE small enough to train in seconds on 2 CPU cores.
+TINY_RUN = {
+    "model": {"d_model": 32, "expert_layers": 1, "expert_heads": 2, "expert_ff": 64, "encoder_heads": 2},
+    "train": {"epochs": 12, "lr": 3e-3},
+}
+
+
 def build_dataset(config: SyntheticConfig, folder: Path) -> dict[str, Path]:
     """generate -> align -> cache, as the workflow runs them; returns every path."""
     paths = generate(config, folder / "raw")
@@ -35,6 +46,11 @@ def build_dataset(config: SyntheticConfig, folder: Path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
     return build_dataset(TINY, tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> dict[str, Path]:
+    return build_dataset(SMALL, tmp_path_factory.mktemp("small"))
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,17 @@ STAGE_SOURCES = {
     "download": ["rider/data/download.py", "rider/data/csd.py"],
     "align": ["rider/data/align.py", "rider/data/csd.py"],
     "cache": ["rider/data/cache.py", "rider/data/glove.py", "rider/data/folds.py"],
+    "plan": ["rider/stress/*.py"],
+    "train": ["rider/model/*.py", "rider/train/*.py", "rider/checkpoint.py", "rider/metrics.py"],
+    "evaluate": ["rider/evaluate.py", "rider/diagnostics.py", "rider/stress/*.py", "rider/model/*.py",
+                 "rider/train/data.py", "rider/checkpoint.py", "rider/metrics.py"],
 }
 RAW_ROLES = ("words", "audio", "vision", "labels")
 
 
 def sources(stage):
-    return [str(Path(workflow.basedir) / path) for path in STAGE_SOURCES[stage]]
+    base = Path(workflow.basedir)
+    return sorted(str(path) for pattern in STAGE_SOURCES[stage] for path in base.glob(pattern))
 
 
 def run_datasets():
@@ -31,9 +36,25 @@ def run_datasets():
     return config["run"]["datasets"]
 
 
-def spec(dataset):
-    """The dataset's config section as JSON: a rule's params, so only a change to it reruns the rule."""
-    return json.dumps(config["datasets"][dataset], sort_keys=True)
+def run_models():
+    unknown = sorted(set(config["run"]["models"]) - set(config["models"]))
+    if unknown:
+        raise ValueError(f"config: run.models names {unknown}, which are not under models")
+    return config["run"]["models"]
+
+
+def run_spec(dataset, model):
+    """A training run's settings: the dataset's model/loss/train sections with the variant's overrides on top."""
+    section, variant = config["datasets"][dataset], config["models"][model]
+    return json.dumps({part: {**section[part], **variant.get(part, {})} for part in ("model", "loss", "train")},
+                      sort_keys=True)
+
+
+def spec(dataset, *parts):
+    """The parts of a dataset's config section a stage reads, as JSON: the rule's params, so that only a
+    change to those parts reruns it (a new learning rate must not regenerate the data)."""
+    section = config["datasets"][dataset]
+    return json.dumps({part: section[part] for part in parts}, sort_keys=True)
 
 
 def names_with_source(source):

@@ -9,7 +9,7 @@ rule generate:
     input:
         code=sources("generate"),
     params:
-        spec=lambda wildcards: spec(wildcards.dataset),
+        spec=lambda wildcards: spec(wildcards.dataset, "source", "synthetic"),
     wildcard_constraints:
         dataset=names_with_source("synthetic"),
     log:
@@ -32,7 +32,7 @@ rule download:
     input:
         code=sources("download"),
     params:
-        spec=lambda wildcards: spec(wildcards.dataset),
+        spec=lambda wildcards: spec(wildcards.dataset, "source", "cmu"),
     wildcard_constraints:
         dataset=names_with_source("cmu"),
     log:
@@ -56,7 +56,7 @@ rule align:
         unpack(raw_files),
         code=sources("align"),
     params:
-        spec=lambda wildcards: spec(wildcards.dataset),
+        spec=lambda wildcards: spec(wildcards.dataset, "source"),
     log:
         "logs/{dataset}/align.log",
     benchmark:
@@ -81,7 +81,7 @@ rule cache:
         glove=glove_file,
         code=sources("cache"),
     params:
-        spec=lambda wildcards: spec(wildcards.dataset),
+        spec=lambda wildcards: spec(wildcards.dataset, "folds", "cache"),
         latents=lambda wildcards, input: f"--latents {input.latents}" if "latents" in input.keys() else "",
     log:
         "logs/{dataset}/cache.log",

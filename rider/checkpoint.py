@@ -1,0 +1,43 @@
+"""A checkpoint is a folder: ``model.pt`` (a state_dict), ``config.json`` (the resolved configuration the model is
+rebuilt from) and ``metadata.json`` (seed, best epoch, metrics, versions). Never a pickled module: weights load
+with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from rider.atomic import atomic_path
+from rider.model import ModelConfig, RiderMoE, build_model
+
+WEIGHTS, CONFIG, METADATA = "model.pt", "config.json", "metadata.json"
+
+
+def write_json(path: str | os.PathLike, value: Any) -> None:
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def save_checkpoint(folder: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any],
+                    metadata: Mapping[str, Any]) -> None:
+    folder = Path(folder)
+    with atomic_path(folder / WEIGHTS, suffix=".pt") as tmp:
+        torch.save({name: tensor.detach().cpu() for name, tensor in state_dict.items()}, tmp)
+    write_json(folder / CONFIG, config)
+    write_json(folder / METADATA, metadata)
+
+
+def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[RiderMoE, dict, dict]:
+    """Rebuild the model from ``config.json`` and load its weights; returns (model in eval mode, config, metadata)."""
+    folder = Path(folder)
+    config = json.loads((folder / CONFIG).read_text())
+    metadata = json.loads((folder / METADATA).read_text())
+    model = build_model(ModelConfig.from_dict(config["model"], where=f"{folder / CONFIG}: model"))
+    state = torch.load(folder / WEIGHTS, map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), config, metadata
