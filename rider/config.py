@@ -68,21 +68,43 @@ def load_config(path: str | os.PathLike, schema: Mapping[str, Any] | str | os.Pa
     return validate_config(config, schema, source=str(path))
 
 
+_SCALARS = {int: "int", float: "float", bool: "bool", str: "str"}
+
+
+def _check_scalar(hint, value, where: str, name: str):
+    """Reject a value of the wrong scalar type (a YAML "128" or a 0 for a switch); ints are accepted as floats."""
+    ok = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+    }[hint]
+    if not ok:
+        raise ConfigError(f"{where}: {name} = {value!r} is a {type(value).__name__}, expected {_SCALARS[hint]}")
+    return float(value) if hint is float else value
+
+
 def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
     """Build the frozen dataclass ``cls`` from ``values``, recursing into dataclass-typed fields.
 
-    Unknown keys are an error (a typo must not silently fall back to a default); lists become tuples.
+    Unknown keys are an error (a typo must not silently fall back to a default), so is a scalar of the wrong
+    type; lists become tuples.
     """
+    where = where or cls.__name__
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     hints = typing.get_type_hints(cls)
     names = {field.name for field in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
-            value = from_mapping(hint, value, f"{where}.{name}" if where else name)
+            value = from_mapping(hint, value, f"{where}.{name}")
+        elif hint in _SCALARS:
+            value = _check_scalar(hint, value, where, name)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value

@@ -58,7 +58,7 @@ def test_from_dict_rejects_bad_values_with_the_value_in_the_message(values, mess
 
 
 def test_where_names_the_source():
-    with pytest.raises(ValueError, match=r"^config.yaml: loss: unknown key 'x'"):
+    with pytest.raises(ValueError, match=r"^config.yaml: loss: unknown key\(s\) \['x'\]"):
         LossWeights.from_dict({"x": 1}, where="config.yaml: loss")
     with pytest.raises(ValueError, match="lambda_syn = -0.1"):
         LossWeights.from_dict({"lambda_syn": -0.1})

@@ -10,27 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from rider.config import from_mapping
+
 MASK_KINDS = ("learned", "zeros")
-
-
-def _from_dict(cls, values: Mapping[str, Any], where: str):
-    """Build a frozen dataclass from a plain dict, naming any unknown key and any value of the wrong type."""
-    if not isinstance(values, Mapping):
-        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key, value in values.items():
-        if key not in fields:
-            raise ValueError(f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(fields))}")
-        kind = fields[key].type  # a string under `from __future__ import annotations`
-        ok = {
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "bool": isinstance(value, bool),
-            "str": isinstance(value, str),
-        }[kind]
-        if not ok:
-            raise ValueError(f"{where}: {key} = {value!r} is a {type(value).__name__}, expected {kind}")
-    return cls(**{k: (float(v) if fields[k].type == "float" else v) for k, v in values.items()})
 
 
 @dataclass(frozen=True)
@@ -95,7 +77,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "model config") -> "ModelConfig":
-        return _from_dict(cls, values, where)
+        return from_mapping(cls, values, where)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,7 +100,7 @@ class LossWeights:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "loss weights") -> "LossWeights":
-        return _from_dict(cls, values, where)
+        return from_mapping(cls, values, where)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
