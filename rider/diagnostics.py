@@ -42,7 +42,8 @@ def dir_diagnostics(y: np.ndarray, pi: np.ndarray, labels: np.ndarray) -> dict[s
     }
 
 
-def latent_correlations(y_full: np.ndarray, latents: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def latent_correlations(y_full: np.ndarray, latents: dict[str, np.ndarray],
+                        experts: tuple[str, ...] = EXPERTS) -> dict[str, dict[str, float]]:
     """Pearson correlation of every expert's full-view output with every ground-truth latent.
 
     The intended pairs are U_m ~ u_m, R ~ r and S ~ s; the whole matrix shows where roles leaked.
@@ -50,4 +51,4 @@ def latent_correlations(y_full: np.ndarray, latents: dict[str, np.ndarray]) -> d
     columns = {"r": latents["r"], "s": latents["s"],
                **{f"u_{m}": latents["u"][:, i] for i, m in enumerate(("T", "A", "V"))}}
     return {expert: {name: _pearson(y_full[:, e], value) for name, value in columns.items()}
-            for e, expert in enumerate(EXPERTS[: y_full.shape[1]])}
+            for e, expert in enumerate(experts)}

@@ -57,7 +57,8 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
     scales = feature_scales(cache_path, text_feature) if config["train"]["normalize"] else None
     test = load_test_split(cache_path, features=(text_feature, "audio", "vision"))
     labels = test["labels"]
-    n_experts = len(EXPERTS) if not config["model"]["single_expert"] else 1
+    experts = ("single",) if config["model"]["single_expert"] else EXPERTS
+    n_experts = len(experts)
 
     clean = run_model(model, test, None, scales, torch_device, text_feature, batch_size, with_views=n_experts > 1)
     result: dict[str, Any] = {
@@ -66,7 +67,7 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
         "best_epoch": metadata["best_epoch"],
         "valid": metadata["best_valid"],
         "parameters": metadata["parameters"],
-        "experts": list(EXPERTS[:n_experts]),
+        "experts": list(experts),
         "clean": regression_metrics(clean["prediction"], labels),
         "clean_routing": clean["routing"].mean(axis=0).tolist(),
         "stress": {},
@@ -76,7 +77,7 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
         result["dir"] = dir_diagnostics(clean["experts"], clean["routing"], labels)
     latents = read_arrays(cache_path, "test", text_feature).get("latents")
     if latents is not None:
-        result["latent_correlation"] = latent_correlations(clean["experts"][0], latents)
+        result["latent_correlation"] = latent_correlations(clean["experts"][0], latents, experts)
 
     plan = read_plan(plan_path)
     for stressor, severity, stressed in tqdm(list(iter_severities(plan, test)), desc="evaluate", unit="severity"):

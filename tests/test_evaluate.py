@@ -49,8 +49,15 @@ def test_every_stressor_and_severity(small_dataset, plan, tmp_path):
 def test_single_expert_has_no_dir_checks(small_dataset, plan, tmp_path):
     folder = trained(small_dataset, tmp_path / "single", single_expert=True)
     result = evaluate(folder, small_dataset["cache"], plan, tmp_path / "eval.json", threads=2)
-    assert "dir" not in result and result["experts"] == ["U_T"][:0] + ["U_T"] or result["experts"] == ["U_T"]
+    assert "dir" not in result and result["experts"] == ["single"]
+    assert set(result["latent_correlation"]) == {"single"}
     assert all(len(p["routing"]) == 1 for p in result["stress"]["noise"])
+
+
+def test_variant_trained_without_masked_views_still_gets_dir_checks(small_dataset, plan, tmp_path):
+    folder = trained(small_dataset, tmp_path / "noviews", masked_views=False)
+    result = evaluate(folder, small_dataset["cache"], plan, tmp_path / "eval.json", threads=2)
+    assert np.isfinite(result["dir"]["off_s"])
 
 
 def test_plan_for_another_dataset_is_refused(small_dataset, tiny_dataset, plan, tmp_path):

@@ -86,12 +86,13 @@ class RiderMoE(nn.Module):
                 presence: torch.Tensor | None = None, with_views: bool | None = None) -> RiderOutput:
         """text (B, L, Dt), audio (B, L, Da), vision (B, L, Dv), lengths (B,), presence (B, M) bool.
 
-        ``with_views`` defaults to ``self.training``: DIR needs the masked views, inference does not. They
-        are skipped when the config trains without them, and for the single expert, which no DIR term uses.
+        ``with_views`` defaults to training with masked views on: DIR needs them, inference does not. Asked for
+        explicitly, they are computed whatever the training used (the test-time DIR checks of App. C.4 compare
+        every variant), except for the single expert, which has no U/R/S roles to check.
         """
         if with_views is None:
-            with_views = self.training
-        with_views = with_views and self.cfg.masked_views and not self.cfg.single_expert
+            with_views = self.training and self.cfg.masked_views
+        with_views = with_views and not self.cfg.single_expert
         h = self.encode(text, audio, vision, lengths, presence)  # (B, M, D)
         views = build_views(h, self.mask) if with_views else h[None]  # Eq. 5: (V, B, M, D)
         tokens = self.fusion(views)  # Eq. 40: z^(p), (V, B, M, D)
