@@ -32,6 +32,7 @@ from rider.atomic import atomic_path
 from rider.data.csd import DataError
 from rider.data.folds import SPLITS, split_of
 from rider.data.glove import read_glove
+from rider.h5 import open_h5
 from rider.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,7 @@ def build_cache(
 ) -> dict:
     """The cache stage; returns the counts it also writes into the file's attributes."""
     aligned_path = Path(aligned_path)
-    try:
-        handle = h5py.File(aligned_path, "r")
-    except OSError as err:
-        raise DataError(f"{aligned_path}: not a readable aligned HDF5 file (truncated or corrupt?): {err}") from None
-    with handle:
+    with open_h5(aligned_path, "aligned HDF5 file") as handle:
         try:
             keys = handle["segments/key"].asstr()[:]
             videos = handle["segments/video"].asstr()[:]
@@ -166,12 +163,8 @@ def _write_latents(group: h5py.Group, latents: dict[str, np.ndarray], keys: np.n
 def validate_cache(path: str | os.PathLike) -> dict[str, int]:
     """Check a cache file against the schema; return the number of segments per split."""
     path = Path(path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise DataError(f"{path}: not a readable cache file (truncated or corrupt?): {err}") from None
     sizes = {}
-    with handle:
+    with open_h5(path, "cache file") as handle:
         version = handle.attrs.get("schema_version")
         if version != CACHE_SCHEMA_VERSION:
             raise DataError(f"{path}: schema_version is {version}, expected {CACHE_SCHEMA_VERSION}")

@@ -11,14 +11,15 @@ Letters: N samples, L words (padded length), M = 3 modalities in the fixed order
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 import h5py
 import numpy as np
+
+from rider.h5 import open_h5
 
 MODALITIES: Final[tuple[str, ...]] = ("text", "audio", "vision")  # column order of every presence mask (N, 3)
 FEATURE_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -117,17 +118,8 @@ def check_test_arrays(arrays: Mapping[str, np.ndarray], where: str, require_fini
     return n, max_len
 
 
-@contextlib.contextmanager
-def _open_cache(path: Path) -> Iterator[h5py.File]:
-    """``h5py.File(path, "r")`` whose open errors become a ValueError naming the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such cache file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(f"{path}: not a readable HDF5 cache file (corrupt or truncated?): {err}") from err
-    with f:
-        yield f
+def _open_cache(path: Path):
+    return open_h5(path, "cache file")
 
 
 def _read(f: h5py.File, path: Path, name: str) -> np.ndarray:

@@ -47,6 +47,7 @@ import numpy as np
 
 import rider
 from rider.atomic import atomic_path
+from rider.h5 import open_h5
 from rider.provenance import sha256_file
 from rider.stress import conflict, missing, noise
 from rider.stress.inputs import (
@@ -297,13 +298,7 @@ def read_plan(plan: str | os.PathLike | h5py.Group | StressPlan) -> StressPlan:
     if isinstance(plan, h5py.Group):
         return _read_plan(plan, source=plan.file.filename)
     path = Path(plan)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such stress plan")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(f"{path}: not a readable HDF5 stress plan (corrupt or truncated?): {err}") from err
-    with f:
+    with open_h5(path, "stress plan") as f:
         return _read_plan(f, source=str(path))
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rider.data.csd import DataError
+from rider.h5 import open_h5
 
 STREAMS = ("text", "audio", "vision")
 
@@ -65,11 +66,7 @@ def arrays_to_split(arrays: dict[str, np.ndarray], scales: dict[str, np.ndarray]
 
 
 def read_arrays(cache_path: str | os.PathLike, split: str, text_feature: str = "text_glove") -> dict[str, np.ndarray]:
-    try:
-        handle = h5py.File(cache_path, "r")
-    except OSError as err:
-        raise DataError(f"{cache_path}: not a readable cache file (truncated or corrupt?): {err}") from None
-    with handle:
+    with open_h5(cache_path, "cache file") as handle:
         if split not in handle:
             raise DataError(f"{cache_path}: no split '{split}'")
         group = handle[split]
