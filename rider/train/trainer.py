@@ -43,6 +43,11 @@ class TrainConfig:
     normalize: bool = True           # divide features by their train-set std (rider.train.data)
     text_feature: str = "text_glove"
     device: str = "auto"             # auto: CUDA when present, else CPU
+    # Graph capture of forward + loss: at these sizes a GPU step is bound by kernel launches (DESIGN §8), and
+    # CUDA graphs replay them at once. auto = on with CUDA, off (eager) on the CPU, where it gains nothing.
+    compile: str = "auto"            # auto | on | off
+    compile_mode: str = "reduce-overhead"
+    compile_backend: str = "inductor"  # tests use aot_eager: the same graph capture without code generation
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,12 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device is 'cuda' but no CUDA device is available")
     return torch.device(name)
+
+
+def use_compile(config: TrainConfig, device: torch.device) -> bool:
+    if config.compile not in ("auto", "on", "off"):
+        raise ValueError(f"train.compile = {config.compile!r}, expected auto, on or off")
+    return config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
 
 
 def seed_everything(seed: int) -> None:
@@ -110,6 +121,13 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
     model = build_model(model_cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.train.lr, weight_decay=spec.train.weight_decay)
     order = torch.Generator(device=device).manual_seed(seed)
+
+    def forward_loss(text, audio, vision, lengths, labels):
+        return compute_loss(model(text, audio, vision, lengths), labels, spec.loss)
+
+    if use_compile(spec.train, device):
+        mode = spec.train.compile_mode if spec.train.compile_backend == "inductor" else None
+        forward_loss = torch.compile(forward_loss, backend=spec.train.compile_backend, mode=mode)
     n_batches = (len(train_split) + spec.train.batch_size - 1) // spec.train.batch_size
     log.info("training %d parameters on %s: %d samples, %d steps per epoch, %d epochs",
              count_parameters(model), device, len(train_split), n_batches, spec.train.epochs)
@@ -124,7 +142,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         for step in range(n_batches):
             index = permutation[step * spec.train.batch_size:(step + 1) * spec.train.batch_size]
             text, audio, vision, lengths, labels = train_split.batch(index)
-            total, terms = compute_loss(model(text, audio, vision, lengths), labels, spec.loss)
+            total, terms = forward_loss(text, audio, vision, lengths, labels)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -150,6 +168,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         "epochs": spec.train.epochs,
         "parameters": count_parameters(model),
         "device": str(device),
+        "compiled": use_compile(spec.train, device),
         "threads": torch.get_num_threads(),
         "train_seconds": time.perf_counter() - started,
         "rider_version": rider.__version__,
