@@ -77,12 +77,12 @@ def test_run_spec_rejects_unknown_keys():
 
 
 @pytest.mark.slow
-def test_compiled_training_agrees_with_eager(small_dataset, tmp_path):
+def test_compiled_training_agrees_with_eager(tiny_dataset, tmp_path):
     """The graph-captured step (CUDA's default) is the same computation as the eager one (CPU's default)."""
     run = {**TINY_RUN, "train": {**TINY_RUN["train"], "epochs": 2}}
-    eager = train(RunSpec.from_dict(run), small_dataset["cache"], tmp_path / "eager", seed=3, threads=2)
+    eager = train(RunSpec.from_dict(run), tiny_dataset["cache"], tmp_path / "eager", seed=3, threads=2)
     compiled_run = {**run, "train": {**run["train"], "compile": "on", "compile_backend": "aot_eager"}}
-    compiled = train(RunSpec.from_dict(compiled_run), small_dataset["cache"], tmp_path / "compiled", seed=3, threads=2)
+    compiled = train(RunSpec.from_dict(compiled_run), tiny_dataset["cache"], tmp_path / "compiled", seed=3, threads=2)
     assert compiled["compiled"] and not eager["compiled"]
     for key in ("mae", "corr"):
         assert compiled["best_valid"][key] == pytest.approx(eager["best_valid"][key], abs=1e-4)
