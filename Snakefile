@@ -14,6 +14,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/plan.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -21,3 +22,4 @@ rule all:
     input:
         rules.data.input,
         rules.evaluations.input,
+        rules.report.input,

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+import torch.nn as nn
 
 from rider.atomic import atomic_path
-from rider.model import ModelConfig, RiderMoE, build_model
+from rider.model import DEFAULT_KIND, ModelConfig, build_model
 
 WEIGHTS, CONFIG, METADATA = "model.pt", "config.json", "metadata.json"
 
@@ -32,12 +33,16 @@ def save_checkpoint(folder: str | os.PathLike, state_dict: Mapping[str, torch.Te
     write_json(folder / METADATA, metadata)
 
 
-def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[RiderMoE, dict, dict]:
-    """Rebuild the model from ``config.json`` and load its weights; returns (model in eval mode, config, metadata)."""
+def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict, dict]:
+    """Rebuild the model from ``config.json`` and load its weights; returns (model in eval mode, config, metadata).
+
+    ``config["kind"]`` names the model kind (rider.model.MODEL_KINDS); a checkpoint without it is a RIDER-MoE.
+    """
     folder = Path(folder)
     config = json.loads((folder / CONFIG).read_text())
     metadata = json.loads((folder / METADATA).read_text())
-    model = build_model(ModelConfig.from_dict(config["model"], where=f"{folder / CONFIG}: model"))
+    config.setdefault("kind", DEFAULT_KIND)
+    model = build_model(ModelConfig.from_dict(config["model"], where=f"{folder / CONFIG}: model"), config["kind"])
     state = torch.load(folder / WEIGHTS, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), config, metadata

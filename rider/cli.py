@@ -50,19 +50,31 @@ def _download(args: argparse.Namespace) -> None:
     download(from_mapping(DownloadConfig, spec.get("cmu", {}), "cmu"), args.out_dir, RAW_FILES)
 
 
+def _transcribe(args: argparse.Namespace) -> None:
+    from rider.data.transcripts import write_transcript_words
+
+    write_transcript_words(args.labels, args.segments, args.out)
+
+
 def _align(args: argparse.Namespace) -> None:
     from rider.data.align import align
 
     spec = _dataset_spec(args)
+    if args.aligner is not None:
+        spec = {**spec, "aligner": args.aligner}
     raw = {"words": args.words, "audio": args.audio, "vision": args.vision, "labels": args.labels}
     align(raw, args.out, config=spec)
 
 
 def _cache(args: argparse.Namespace) -> None:
+    from rider.data.bert import TextEncoderConfig
     from rider.data.cache import CacheConfig, build_cache
     from rider.data.folds import standard_folds
 
     spec = _dataset_spec(args)
+    text_encoder = from_mapping(TextEncoderConfig, spec.get("text_encoder", {}), "text_encoder")
+    if args.glove is None and text_encoder.model is None:
+        raise ConfigError("rider cache: give --glove, or a text_encoder model in the spec (no text features else)")
     build_cache(
         args.aligned,
         args.glove,
@@ -72,6 +84,7 @@ def _cache(args: argparse.Namespace) -> None:
         dataset=args.name or "",
         latents_path=args.latents,
         provenance_config=spec,
+        text_encoder=text_encoder,
     )
 
 
@@ -92,6 +105,29 @@ def _evaluate(args: argparse.Namespace) -> None:
     from rider.evaluate import evaluate
 
     evaluate(args.checkpoint, args.cache, args.plan, args.out, device=args.device, threads=args.threads)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from rider.report.build import write_figures, write_overhead, write_tables
+    from rider.report.spec import ReportSpec
+
+    needs = {"tables": ("paper", "paper_cost"), "figures": (), "overhead": ("paper_cost",)}[args.part]
+    missing = [f"--{name.replace('_', '-')}" for name in needs if getattr(args, name) is None]
+    if missing:
+        raise ConfigError(f"rider report {args.part} needs {' and '.join(missing)}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.part == "overhead":
+        spec = json.loads(args.spec)
+        written = write_overhead(spec["datasets"], args.paper_cost, args.out_dir, steps=spec.get("steps", 10),
+                                 warmup=spec.get("warmup", 2))
+    elif args.part == "tables":
+        written = write_tables(ReportSpec.from_json(args.spec), args.paper, args.paper_cost, args.out_dir)
+    else:
+        written = write_figures(ReportSpec.from_json(args.spec), args.out_dir)
+    log.info("wrote %s", ", ".join(str(path) for path in written))
 
 
 def _dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -120,16 +156,28 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_options(sub)
     sub.add_argument("--out-dir", required=True, type=Path, help="raw folder to write into")
 
-    sub = command("align", _align, "Align audio and vision to the words with the SDK; group words per segment.")
+    sub = command("transcribe", _transcribe,
+                  "Write a words .csd from segment transcripts, spread over each segment's labelled interval.")
+    sub.add_argument("--labels", required=True, type=Path, help="the genuine label .csd (segment intervals)")
+    sub.add_argument("--segments", required=True, type=Path, help="transcript table (mosi_segments.csv)")
+    sub.add_argument("--out", required=True, type=Path, help="words .csd to write")
+
+    sub = command("align", _align, "Align audio and vision to the words (SDK rules); group words per segment.")
     _dataset_options(sub)
     for role in ("words", "audio", "vision", "labels"):
         sub.add_argument(f"--{role}", required=True, type=Path, help=f"{role} .csd file")
+    sub.add_argument("--aligner", choices=("fast", "sdk"),
+                     help="fast (vectorised, streamed through the videos) or sdk (the CMU SDK itself, the "
+                          "reference); "
+                          "default: the spec's `aligner`, else fast")
     sub.add_argument("--out", required=True, type=Path, help="aligned HDF5 file to write")
 
     sub = command("cache", _cache, "Build the padded per-split training cache from the aligned file.")
     _dataset_options(sub)
     sub.add_argument("--aligned", required=True, type=Path, help="aligned HDF5 file")
-    sub.add_argument("--glove", required=True, type=Path, help="GloVe-format word-vector file")
+    sub.add_argument("--glove", type=Path,
+                     help="GloVe-format word-vector file; without it text_glove has zero columns and the spec's "
+                          "text_encoder must name a model")
     sub.add_argument("--latents", type=Path, help="synthetic ground-truth latents (optional)")
     sub.add_argument("--name", help="dataset name recorded in the cache")
     sub.add_argument("--out", required=True, type=Path, help="cache HDF5 file to write")
@@ -153,6 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sub.add_argument("--threads", type=int, help="CPU threads for torch")
     sub.add_argument("--out", required=True, type=Path, help="evaluation JSON to write")
+
+    sub = command("report", _report, "Write the report's tables, figures or App. D overhead from the evaluations.")
+    sub.add_argument("part", choices=("tables", "figures", "overhead"),
+                     help="tables: Tables 1-6; figures: Figures 3-5 and the latents; overhead: App. D step times")
+    sub.add_argument("--spec", required=True,
+                     help='JSON. tables, figures: {"runs": [{"dataset", "model", "seed", "eval"}], "models": '
+                          '[[name, label]], "reference", "alpha", "tables", "paper"} (rider.report.spec); overhead: '
+                          '{"datasets": {NAME: {"config": config.json, "cache": cache.h5, "paper": "mosi"}}, "steps", '
+                          '"warmup"}')
+    sub.add_argument("--paper", type=Path, help="published Tables 1-5 (resources/paper/rider_moe_published.csv)")
+    sub.add_argument("--paper-cost", type=Path,
+                     help="published Table 6 and App. D (resources/paper/rider_moe_published_cost.csv)")
+    sub.add_argument("--threads", type=int, help="CPU threads for torch")
+    sub.add_argument("--out-dir", required=True, type=Path, help="folder to write the tables or figures into")
     return parser
 
 

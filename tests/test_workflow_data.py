@@ -1,5 +1,6 @@
 """A real Snakemake run of the data stages on a tiny configuration."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from rider.data.cache import validate_cache
+from rider.provenance import sha256_file
 
 from conftest import REPO
 
@@ -46,7 +48,9 @@ def test_data_stages_run_and_do_not_rerun(tmp_path):
         assert (tmp_path / f"logs/tiny/{stage}.benchmark.tsv").exists()
     assert "replaced" in (tmp_path / "logs/tiny/align.log").read_text()
     with h5py.File(tmp_path / "resources/cache/tiny.h5") as handle:
-        assert '"seed": 3' in handle.attrs["provenance"]
+        record = json.loads(handle.attrs["provenance"])
+    assert record["inputs"]["aligned"]["sha256"] == sha256_file(tmp_path / "resources/aligned/tiny.h5")
+    assert record["config"]["cache"]["sequence_length"] == 50
 
     again = snakemake(tmp_path, "data", "--dry-run")
     assert again.returncode == 0

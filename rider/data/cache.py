@@ -3,6 +3,8 @@
 Layout (``CACHE_SCHEMA_VERSION``; ``validate_cache`` checks a file against it)::
 
     /<split>/text_glove (N, L, 300) float32  GloVe vector of each word; 0 for padding, 'sp' and unknown words
+    /<split>/text_bert  (N, L, H)   float32  optional (``text_encoder``): a BERT-family encoder's hidden states,
+                                             per segment, averaged over each word's sub-tokens (rider.data.bert)
     /<split>/audio      (N, L, 74)  float32  word-level mean of the audio frames
     /<split>/vision     (N, L, 35)  float32
     /<split>/lengths    (N,)        int32    real words (the first `lengths` rows; the rest is zero padding)
@@ -11,9 +13,12 @@ Layout (``CACHE_SCHEMA_VERSION``; ``validate_cache`` checks a file against it)::
     /<split>/latents/{r (N,), u (N,3), b (N,3), s (N,)}   synthetic data only: the ground truth
     /stats/<feature>_mean, /stats/<feature>_std  (D,) float32  over the real rows of the train split
     attrs: schema_version, dataset, sequence_length, provenance (JSON: input checksums, config),
-           counts (JSON: segments per split, truncated segments, unknown words, non-finite values)
+           counts (JSON: segments per split, truncated segments, unknown words, non-finite values),
+           features (JSON: width of each feature above)
 
-Splits are train, valid, test. Segments longer than L keep their first L words.
+Splits are train, valid, test. Segments longer than L keep their first L words. A dataset without audio or
+vision (``modalities: [text]``), or without GloVe vectors, stores that feature with zero columns, (N, L, 0), so
+every stage reads the same fields; a model that needs the feature stops with its name (rider.train.trainer).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import h5py
 import numpy as np
 
 from rider.atomic import atomic_path
+from rider.data.bert import TextEncoderConfig, encode_segments
 from rider.data.csd import DataError
 from rider.data.folds import SPLITS, split_of
 from rider.data.glove import read_glove
@@ -58,15 +64,20 @@ def _pad(rows: list[np.ndarray], length: int, dim: int) -> np.ndarray:
 
 def build_cache(
     aligned_path: str | os.PathLike,
-    glove_path: str | os.PathLike,
+    glove_path: str | os.PathLike | None,
     folds: Mapping[str, list[str]],
     out_path: str | os.PathLike,
     config: CacheConfig = CacheConfig(),
     dataset: str = "",
     latents_path: str | os.PathLike | None = None,
     provenance_config: Mapping | None = None,
+    text_encoder: TextEncoderConfig | None = None,
 ) -> dict:
-    """The cache stage; returns the counts it also writes into the file's attributes."""
+    """The cache stage; returns the counts it also writes into the file's attributes.
+
+    ``glove_path`` None: no GloVe vectors (``text_glove`` gets zero columns). ``text_encoder`` with a model adds
+    ``text_bert``. Audio and vision come from the aligned file when it holds them, else get zero columns.
+    """
     aligned_path = Path(aligned_path)
     with open_h5(aligned_path, "aligned HDF5 file") as handle:
         try:
@@ -75,9 +86,11 @@ def build_cache(
             labels = handle["segments/label"][:]
             offset = handle["segments/offset"][:]
             words = handle["words/word"].asstr()[:]
-            streams = {name: handle[name][:] for name in ("audio", "vision")}
+            streams = {name: handle[name][:] if name in handle else np.zeros((len(words), 0), np.float32)
+                       for name in ("audio", "vision")}
         except KeyError as err:
             raise DataError(f"{aligned_path}: missing field {err}; was it written by `rider align`?") from None
+    spoken = words.astype(str)  # as the transcript has them, for a cased encoder
     if config.lowercase:
         words = np.char.lower(words.astype(str))
     bad_label = ~np.isfinite(labels) | (labels < -3) | (labels > 3)
@@ -86,13 +99,19 @@ def build_cache(
         raise DataError(f"{aligned_path}: field 'segments/label' of segment {keys[i]} is {labels[i]}, outside [-3, 3]")
 
     vocabulary = set(words.tolist()) - {SILENCE}
-    vectors = read_glove(glove_path, vocabulary, dim=config.glove_dim)
-    unknown = sorted(vocabulary - set(vectors))
-    text = np.zeros((len(words), config.glove_dim), dtype=np.float32)
+    vectors = read_glove(glove_path, vocabulary, dim=config.glove_dim) if glove_path is not None else {}
+    unknown = sorted(vocabulary - set(vectors)) if glove_path is not None else []
+    text = np.zeros((len(words), config.glove_dim if glove_path is not None else 0), dtype=np.float32)
     for i, word in enumerate(words):
         if word in vectors:
             text[i] = vectors[word]
-    features = {"text_glove": text, **streams}
+    features = {"text_glove": text}
+    encoder_counts = None
+    if text_encoder is not None and text_encoder.model is not None:
+        segments = [spoken[offset[k]: offset[k + 1]].tolist() for k in range(len(keys))]
+        per_segment, encoder_counts = encode_segments(segments, text_encoder)
+        features["text_bert"] = np.concatenate(per_segment) if len(per_segment) else np.zeros((0, 0), np.float32)
+    features.update(streams)
     nonfinite = {}
     for name, values in features.items():
         bad = ~np.isfinite(values)
@@ -109,6 +128,8 @@ def build_cache(
     lengths_all = np.diff(offset)
     counts = {"segments": {}, "truncated": int((lengths_all > config.sequence_length).sum()),
               "unknown_words": len(unknown), "nonfinite": nonfinite, "unassigned_videos": len(unassigned)}
+    if encoder_counts is not None:
+        counts["text_encoder"] = encoder_counts
     latents = _read_latents(latents_path) if latents_path else None
     length = config.sequence_length
 
@@ -120,7 +141,9 @@ def build_cache(
             group = out.create_group(split)
             for name, values in features.items():
                 rows = [values[offset[i]: offset[i + 1]] for i in index]
-                group.create_dataset(name, data=_pad(rows, length, values.shape[1]), compression="gzip", compression_opts=1)
+                padded = _pad(rows, length, values.shape[1])
+                group.create_dataset(name, data=padded, **({"compression": "gzip", "compression_opts": 1}
+                                                             if padded.size else {}))  # HDF5 cannot chunk 0 columns
             group.create_dataset("lengths", data=np.minimum(lengths_all[index], length).astype(np.int32))
             group.create_dataset("labels", data=labels[index].astype(np.float32))
             group.create_dataset("ids", data=keys[index].astype(object), dtype=h5py.string_dtype())
@@ -137,7 +160,8 @@ def build_cache(
         out.attrs["dataset"] = dataset
         out.attrs["sequence_length"] = length
         out.attrs["counts"] = json.dumps(counts)
-        inputs = {"aligned": aligned_path, "glove": glove_path}
+        out.attrs["features"] = json.dumps({name: int(values.shape[1]) for name, values in features.items()})
+        inputs = {"aligned": aligned_path, **({"glove": glove_path} if glove_path is not None else {})}
         if latents_path:
             inputs["latents"] = latents_path
         out.attrs["provenance"] = provenance(inputs, dict(provenance_config or {}))
@@ -169,12 +193,17 @@ def validate_cache(path: str | os.PathLike) -> dict[str, int]:
         if version != CACHE_SCHEMA_VERSION:
             raise DataError(f"{path}: schema_version is {version}, expected {CACHE_SCHEMA_VERSION}")
         length = int(handle.attrs["sequence_length"])
+        # Caches written before the features attribute hold exactly FEATURES.
+        features = json.loads(handle.attrs["features"]) if "features" in handle.attrs else FEATURES
+        missing = sorted(set(FEATURES) - set(features))
+        if missing:
+            raise DataError(f"{path}: attribute 'features' lacks {missing} (zero columns mark an absent one)")
         for split in SPLITS:
             if split not in handle:
                 raise DataError(f"{path}: missing split '{split}'")
             group = handle[split]
             n = group["labels"].shape[0]
-            expected = {name: (n, length, dim) for name, dim in FEATURES.items()}
+            expected = {name: (n, length, dim) for name, dim in features.items()}
             expected.update(lengths=(n,), labels=(n,), ids=(n,))
             for name, shape in expected.items():
                 if name not in group:
@@ -188,7 +217,7 @@ def validate_cache(path: str | os.PathLike) -> dict[str, int]:
             if not np.all(np.isfinite(labels)) or labels.min() < -3 or labels.max() > 3:
                 raise DataError(f"{path}: field '{split}/labels' outside [-3, 3] or not finite")
             sizes[split] = n
-        for name, dim in FEATURES.items():
+        for name, dim in features.items():
             for stat in ("mean", "std"):
                 field = f"stats/{name}_{stat}"
                 if field not in handle or handle[field].shape != (dim,):

@@ -25,7 +25,8 @@ from rider.atomic import atomic_path
 from rider.checkpoint import save_checkpoint
 from rider.config import from_mapping
 from rider.metrics import METRIC_KEYS, regression_metrics
-from rider.model import TERMS, LossWeights, ModelConfig, build_model, compute_loss, count_parameters
+from rider.data.csd import DataError
+from rider.model import DEFAULT_KIND, LossWeights, ModelConfig, build_model, count_parameters, model_kind
 from rider.train.data import Split, load_split
 
 log = logging.getLogger(__name__)
@@ -54,23 +55,28 @@ class TrainConfig:
 class RunSpec:
     """Everything one training run depends on; Snakemake passes it as the rule's params."""
 
+    kind: str = DEFAULT_KIND  # rider.model.MODEL_KINDS: rider_moe | text_only
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "RunSpec":
-        unknown = sorted(set(values) - {"model", "loss", "train"})
+        unknown = sorted(set(values) - {"kind", "model", "loss", "train"})
         if unknown:
-            raise ValueError(f"run spec: unknown key(s) {unknown}; allowed: ['loss', 'model', 'train']")
+            raise ValueError(f"run spec: unknown key(s) {unknown}; allowed: ['kind', 'loss', 'model', 'train']")
+        kind = values.get("kind", DEFAULT_KIND)
+        model_kind(kind)  # an unknown kind fails here, naming the known ones
         return cls(
+            kind=kind,
             model=ModelConfig.from_dict(values.get("model", {}), where="model"),
             loss=LossWeights.from_dict(values.get("loss", {}), where="loss"),
             train=from_mapping(TrainConfig, values.get("train", {}), "train"),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model.to_dict(), "loss": self.loss.to_dict(), "train": dataclasses.asdict(self.train)}
+        return {"kind": self.kind, "model": self.model.to_dict(), "loss": self.loss.to_dict(),
+                "train": dataclasses.asdict(self.train)}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -114,16 +120,23 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
     seed_everything(seed)
     train_split = load_split(cache_path, "train", device, spec.train.text_feature, spec.train.normalize)
     valid_split = load_split(cache_path, "valid", device, spec.train.text_feature, spec.train.normalize)
-    # Input sizes come from the data (GloVe 300 or BERT 768 text; L of the cache).
-    model_cfg = dataclasses.replace(spec.model, text_dim=train_split.text.shape[-1], audio_dim=train_split.audio.shape[-1],
-                                    vision_dim=train_split.vision.shape[-1], max_len=train_split.text.shape[1])
+    # Input sizes come from the data (GloVe 300 or BERT 768 text; L of the cache), for the inputs the kind reads.
+    kind = model_kind(spec.kind)
+    dims = {name: getattr(train_split, name).shape[-1] for name in ("text", "audio", "vision")}
+    for modality in kind.modalities:
+        if dims[modality] == 0:  # a dataset without that modality stores it with zero features (rider.data.cache)
+            name = spec.train.text_feature if modality == "text" else modality
+            raise DataError(f"{cache_path}: holds no {name} features (0 columns); model kind '{spec.kind}' reads "
+                            f"{', '.join(kind.modalities)}")
+    model_cfg = dataclasses.replace(spec.model, max_len=train_split.text.shape[1],
+                                    **{f"{m}_dim": dims[m] for m in kind.modalities})
     spec = dataclasses.replace(spec, model=model_cfg)
-    model = build_model(model_cfg).to(device)
+    model = build_model(model_cfg, spec.kind).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.train.lr, weight_decay=spec.train.weight_decay)
     order = torch.Generator(device=device).manual_seed(seed)
 
     def forward_loss(text, audio, vision, lengths, labels):
-        return compute_loss(model(text, audio, vision, lengths), labels, spec.loss)
+        return kind.loss(model(text, audio, vision, lengths), labels, spec.loss)
 
     if use_compile(spec.train, device):
         mode = spec.train.compile_mode if spec.train.compile_backend == "inductor" else None
@@ -137,7 +150,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
     for epoch in progress:
         epoch_start = time.perf_counter()
         model.train()
-        sums = {name: torch.zeros((), device=device) for name in ("total", *TERMS)}
+        sums = {name: torch.zeros((), device=device) for name in ("total", *kind.terms)}
         permutation = torch.randperm(len(train_split), generator=order, device=device)
         for step in range(n_batches):
             index = permutation[step * spec.train.batch_size:(step + 1) * spec.train.batch_size]
@@ -147,7 +160,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
             total.backward()
             optimizer.step()
             sums["total"] += total.detach()
-            for name in TERMS:
+            for name in kind.terms:
                 sums[name] += terms[name].detach()
         valid = regression_metrics(predict(model, valid_split, spec.train.eval_batch_size), valid_split.labels.cpu().numpy())
         row = {"epoch": epoch, **{f"train_{k}": float(v) / n_batches for k, v in sums.items()},
@@ -163,6 +176,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
 
     metadata = {
         "seed": seed,
+        "kind": spec.kind,
         "best_epoch": best["epoch"],
         "best_valid": best["valid"],
         "epochs": spec.train.epochs,

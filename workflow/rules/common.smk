@@ -1,6 +1,7 @@
 # Helpers shared by the stages: config validation and the per-dataset lookups that rules need.
 
 import json
+import shlex
 from pathlib import Path
 
 from rider.config import validate_config
@@ -15,11 +16,13 @@ STAGE_SOURCES = {
     "generate": ["rider/data/synthetic.py", "rider/data/csd.py", "rider/data/glove.py", "rider/data/folds.py"],
     "download": ["rider/data/download.py", "rider/data/csd.py"],
     "align": ["rider/data/align.py", "rider/data/csd.py"],
-    "cache": ["rider/data/cache.py", "rider/data/glove.py", "rider/data/folds.py"],
+    "transcribe": ["rider/data/transcripts.py", "rider/data/csd.py"],
+    "cache": ["rider/data/cache.py", "rider/data/glove.py", "rider/data/folds.py", "rider/data/bert.py"],
     "plan": ["rider/stress/*.py"],
     "train": ["rider/model/*.py", "rider/train/*.py", "rider/checkpoint.py", "rider/metrics.py"],
     "evaluate": ["rider/evaluate.py", "rider/diagnostics.py", "rider/stress/*.py", "rider/model/*.py",
                  "rider/train/data.py", "rider/checkpoint.py", "rider/metrics.py"],
+    "report": ["rider/report/*.py", "rider/metrics.py", "rider/model/*.py", "rider/atomic.py"],
 }
 RAW_ROLES = ("words", "audio", "vision", "labels")
 
@@ -44,10 +47,13 @@ def run_models():
 
 
 def run_spec(dataset, model):
-    """A training run's settings: the dataset's model/loss/train sections with the variant's overrides on top."""
+    """A training run's settings: the dataset's model/loss/train sections with the variant's overrides on top,
+    and the variant's model kind when it names one (RIDER-MoE otherwise)."""
     section, variant = config["datasets"][dataset], config["models"][model]
-    return json.dumps({part: {**section[part], **variant.get(part, {})} for part in ("model", "loss", "train")},
-                      sort_keys=True)
+    run = {part: {**section[part], **variant.get(part, {})} for part in ("model", "loss", "train")}
+    if "kind" in variant:
+        run["kind"] = variant["kind"]
+    return json.dumps(run, sort_keys=True)
 
 
 def spec(dataset, *parts):
@@ -63,23 +69,49 @@ def names_with_source(source):
     return "|".join(names) if names else "(?!)"
 
 
+def dataset_roles(dataset):
+    """The raw roles a dataset has: words and labels, and audio/vision when its modalities name them."""
+    modalities = config["datasets"][dataset]["modalities"]
+    return tuple(role for role in RAW_ROLES if role in ("words", "labels") or role in modalities)
+
+
+def transcript_files(wildcards):
+    """The genuine label file and transcript table of a transcripts source (read in place, never copied)."""
+    from rider.data.transcripts import TranscriptsConfig, source_files
+
+    section = config["datasets"][wildcards.dataset]["transcripts"]
+    files = source_files(TranscriptsConfig(**section), workflow.basedir)
+    return {name: str(path) for name, path in files.items()}
+
+
 def raw_files(wildcards):
-    """The raw .csd of each role: generated or downloaded under resources/raw, or in the user's folder."""
+    """The raw .csd of each role the dataset has: generated or downloaded under resources/raw, in the user's
+    folder, or (transcripts) the words built here and the genuine label file where it lies."""
     section = config["datasets"][wildcards.dataset]
+    roles = dataset_roles(wildcards.dataset)
     if section["source"] == "local":
         folder = section["local"]["folder"]
         if folder is None:
             raise ValueError(f"config: datasets.{wildcards.dataset}.local.folder is not set")
-        return {role: str(Path(folder) / section["local"]["files"][role]) for role in RAW_ROLES}
-    return {role: f"resources/raw/{wildcards.dataset}/{role}.csd" for role in RAW_ROLES}
+        return {role: str(Path(folder) / section["local"]["files"][role]) for role in roles}
+    if section["source"] == "transcripts":
+        if roles != ("words", "labels"):
+            raise ValueError(f"config: datasets.{wildcards.dataset}: source transcripts has text only; "
+                             "set modalities: [text]")
+        return {"words": f"resources/raw/{wildcards.dataset}/words.csd", "labels": transcript_files(wildcards)["labels"]}
+    return {role: f"resources/raw/{wildcards.dataset}/{role}.csd" for role in roles}
 
 
 def glove_file(wildcards):
+    """The GloVe-format file, or nothing when the text comes from a text encoder alone."""
     section = config["datasets"][wildcards.dataset]
     if section["source"] == "synthetic":
         return f"resources/raw/{wildcards.dataset}/glove.txt"
     if section["glove_file"] is None:
-        raise ValueError(f"config: datasets.{wildcards.dataset}.glove_file is required for source {section['source']}")
+        if section["text_encoder"]["model"] is not None:
+            return []
+        raise ValueError(f"config: datasets.{wildcards.dataset}.glove_file is required for source {section['source']}"
+                         " unless text_encoder.model is set")
     return section["glove_file"]
 
 

@@ -49,14 +49,38 @@ rule download:
         "rider download --spec {params.spec:q} --out-dir resources/raw/{wildcards.dataset} > {log} 2>&1"
 
 
+rule transcribe:
+    output:
+        words="resources/raw/{dataset}/words.csd",
+    input:
+        unpack(transcript_files),
+        code=sources("transcribe"),
+    wildcard_constraints:
+        dataset=names_with_source("transcripts"),
+    log:
+        "logs/{dataset}/transcribe.log",
+    benchmark:
+        "logs/{dataset}/transcribe.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "rider transcribe --labels {input.labels:q} --segments {input.segments:q} --out {output.words:q} > {log} 2>&1"
+
+
 rule align:
     output:
         "resources/aligned/{dataset}.h5",
     input:
         unpack(raw_files),
-        code=sources("align"),
+        # fast_align.py is listed here until common.smk's STAGE_SOURCES["align"] names it.
+        code=lambda wildcards: sorted(set(sources("align")) | {f"{workflow.basedir}/rider/data/fast_align.py"}),
     params:
-        spec=lambda wildcards: spec(wildcards.dataset, "source"),
+        spec=lambda wildcards: spec(wildcards.dataset, "source", "aligner"),
+        aligner=lambda wildcards: config["datasets"][wildcards.dataset]["aligner"],
     log:
         "logs/{dataset}/align.log",
     benchmark:
@@ -68,8 +92,8 @@ rule align:
     conda:
         ENV
     shell:
-        "rider align --spec {params.spec:q} --words {input.words:q} --audio {input.audio:q}"
-        " --vision {input.vision:q} --labels {input.labels:q} --out {output:q} > {log} 2>&1"
+        "rider align --spec {params.spec:q} --aligner {params.aligner} --words {input.words:q}"
+        " --audio {input.audio:q} --vision {input.vision:q} --labels {input.labels:q} --out {output:q} > {log} 2>&1"
 
 
 rule cache:
@@ -81,8 +105,9 @@ rule cache:
         glove=glove_file,
         code=sources("cache"),
     params:
-        spec=lambda wildcards: spec(wildcards.dataset, "folds", "cache"),
+        spec=lambda wildcards: spec(wildcards.dataset, "folds", "cache", "text_encoder"),
         latents=lambda wildcards, input: f"--latents {input.latents}" if "latents" in input.keys() else "",
+        glove=lambda wildcards, input: f"--glove {shlex.quote(str(input.glove))}" if input.glove else "",
     log:
         "logs/{dataset}/cache.log",
     benchmark:
@@ -95,7 +120,7 @@ rule cache:
         ENV
     shell:
         "rider cache --spec {params.spec:q} --name {wildcards.dataset} --aligned {input.aligned:q}"
-        " --glove {input.glove:q} {params.latents} --out {output:q} > {log} 2>&1"
+        " {params.glove} {params.latents} --out {output:q} > {log} 2>&1"
 
 
 rule data:

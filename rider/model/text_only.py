@@ -1,0 +1,52 @@
+"""A text-only model: RIDER-MoE's text encoder g_T and a regression head, no fusion, experts or routing.
+
+It answers "how far does the text alone go" on data that has only text (the genuine MOSI transcripts: the
+mosi-text configuration) and is trained by the same trainer with the task loss of Eq. 2 alone. The audio and
+vision arguments exist so that every model kind is called the same way; they are never read.
+
+Shapes: B batch, L words, D hidden (d_model).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+
+from rider.model.config import LossWeights, ModelConfig
+from rider.model.encoders import ModalityEncoder
+from rider.model.losses import task_loss
+
+TEXT_ONLY_TERMS = ("task",)
+
+
+class TextOnlyOutput(NamedTuple):
+    prediction: torch.Tensor  # (B,)
+    text: torch.Tensor  # h_T, (B, D)
+
+
+class TextOnlyModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.d_model
+        self.encoder = ModalityEncoder(cfg.text_dim, cfg)  # g_T, exactly as in RIDER-MoE
+        # A one-hidden-layer MLP, as RIDER-MoE's probes and experts end: D -> D -> 1.
+        self.head = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(D, 1))
+
+    def forward(self, text: torch.Tensor, audio: torch.Tensor | None, vision: torch.Tensor | None,
+                lengths: torch.Tensor, presence: torch.Tensor | None = None,
+                with_views: bool | None = None) -> TextOnlyOutput:
+        """text (B, L, Dt), lengths (B,); ``presence`` and ``with_views`` are accepted and have no effect."""
+        if text.shape[-1] != self.cfg.text_dim:
+            raise ValueError(f"TextOnlyModel: text has {text.shape[-1]} features, the config expects {self.cfg.text_dim}")
+        h = self.encoder(text, lengths)  # (B, D)
+        return TextOnlyOutput(self.head(h).squeeze(-1), h)  # (B,), (B, D)
+
+
+def text_only_loss(out: TextOnlyOutput, y: torch.Tensor,
+                   weights: LossWeights) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 2 alone (the probe and DIR weights have nothing to act on): (total, {"task": ...})."""
+    task = task_loss(out.prediction, y)
+    return task, {"task": task}

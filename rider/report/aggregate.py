@@ -1,0 +1,176 @@
+"""From the evaluation JSONs (``rider.evaluate``) to tidy frames, mean ± std over seeds and a paired test.
+
+Every frame is long ("tidy"): one row per (dataset, model, seed, ...) and a ``value`` column, in the units
+``rider.evaluate`` writes (accuracies as fractions). Nothing here rounds or rescales: that belongs to the tables.
+
+nAUC is recomputed from each stressor's severity points with ``rider.metrics.nauc`` (Eqs. 53-54), so a table
+always matches the curves it summarises.
+
+Significance: a two-sided paired t-test across seeds (``scipy.stats.ttest_rel``) of each variant against the
+reference variant on the same dataset, pairing the runs with the same seed (same data order and initial random
+stream). It needs at least two paired seeds whose differences are not all equal; otherwise p is NaN and nothing is
+marked. A NaN value (an undefined metric, e.g. Corr of a constant prediction) is never dropped: its mean is NaN.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rider.metrics import METRIC_KEYS, nauc
+from rider.report.layout import DIAGNOSTICS
+from rider.report.spec import RunRef
+
+KEYS = ["dataset", "model", "seed"]
+ROUTING_GROUPS = ("π_U", "π_R", "π_S")  # π_U = π_U_T + π_U_A + π_U_V (paper §4.4)
+
+
+def load_evaluations(runs: Iterable[RunRef]) -> dict[RunRef, dict]:
+    """Read every run's eval.json; check that it holds what the report uses.
+
+    Raises:
+        FileNotFoundError: a missing file. ValueError: a file that is not JSON or lacks ``clean`` / ``stress``,
+            or two runs with the same (dataset, model, seed); the message names the file.
+    """
+    evaluations: dict[RunRef, dict] = {}
+    seen: dict[tuple, RunRef] = {}
+    for run in runs:
+        key = (run.dataset, run.model, run.seed)
+        if key in seen:
+            raise ValueError(f"{run.eval}: {key} is also given by {seen[key].eval}")
+        seen[key] = run
+        try:
+            result = json.loads(run.eval.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{run.eval}: not valid JSON: {err}") from None
+        missing = [part for part in ("clean", "stress") if part not in result]
+        if missing:
+            raise ValueError(f"{run.eval}: no {missing} in the evaluation (written by rider.evaluate?)")
+        evaluations[run] = result
+    return evaluations
+
+
+def scalar_frame(evaluations: Mapping[RunRef, Mapping]) -> pd.DataFrame:
+    """One number per (dataset, model, seed, quantity): columns dataset, model, seed, quantity, value.
+
+    quantities: every clean metric (``acc2_non0``), the nAUC of every metric per stressor (``noise.corr``),
+    the DIR diagnostics (``dir.var_r``; models with masked views only) and ``parameters``.
+    """
+    records = []
+    for run, result in evaluations.items():
+        base = {"dataset": run.dataset, "model": run.model, "seed": run.seed}
+        for key in METRIC_KEYS:
+            records.append({**base, "quantity": key, "value": float(result["clean"][key])})
+        for stressor, points in result["stress"].items():
+            severities = [point["severity"] for point in points]
+            for key in METRIC_KEYS:
+                value = nauc(severities, [point["metrics"][key] for point in points])  # Eqs. 53-54
+                records.append({**base, "quantity": f"{stressor}.{key}", "value": value})
+        for key in DIAGNOSTICS:
+            if key in result.get("dir", {}):
+                records.append({**base, "quantity": f"dir.{key}", "value": float(result["dir"][key])})
+        if "parameters" in result:
+            records.append({**base, "quantity": "parameters", "value": float(result["parameters"])})
+    return pd.DataFrame.from_records(records, columns=[*KEYS, "quantity", "value"])
+
+
+def curve_frame(evaluations: Mapping[RunRef, Mapping]) -> pd.DataFrame:
+    """Every metric at every severity: columns dataset, model, seed, stressor, severity, metric, value."""
+    records = [
+        {"dataset": run.dataset, "model": run.model, "seed": run.seed, "stressor": stressor,
+         "severity": float(point["severity"]), "metric": key, "value": float(point["metrics"][key])}
+        for run, result in evaluations.items()
+        for stressor, points in result["stress"].items()
+        for point in points
+        for key in METRIC_KEYS
+    ]
+    return pd.DataFrame.from_records(records, columns=[*KEYS, "stressor", "severity", "metric", "value"])
+
+
+def routing_frame(evaluations: Mapping[RunRef, Mapping]) -> pd.DataFrame:
+    """Mean routing weight of the uniqueness, redundancy and synergy experts at every severity.
+
+    Columns dataset, model, seed, stressor, severity, group (π_U, π_R, π_S), value. Models with a single
+    expert have nothing to route and are left out.
+    """
+    records = []
+    for run, result in evaluations.items():
+        experts = list(result.get("experts", ()))
+        if not {"R", "S"} <= set(experts):
+            continue
+        unique = [i for i, name in enumerate(experts) if name.startswith("U_")]
+        for stressor, points in result["stress"].items():
+            for point in points:
+                pi = np.asarray(point["routing"], dtype=np.float64)  # (E,): mean over the test samples
+                groups = {"π_U": pi[unique].sum(), "π_R": pi[experts.index("R")], "π_S": pi[experts.index("S")]}
+                records.extend({"dataset": run.dataset, "model": run.model, "seed": run.seed, "stressor": stressor,
+                                "severity": float(point["severity"]), "group": group, "value": float(value)}
+                               for group, value in groups.items())
+    return pd.DataFrame.from_records(records, columns=[*KEYS, "stressor", "severity", "group", "value"])
+
+
+def latent_frame(evaluations: Mapping[RunRef, Mapping]) -> pd.DataFrame:
+    """Pearson correlation of each expert's clean output with each ground-truth latent (synthetic data only).
+
+    Columns dataset, model, seed, expert, latent, value.
+    """
+    records = [
+        {"dataset": run.dataset, "model": run.model, "seed": run.seed, "expert": expert, "latent": latent,
+         "value": float(value)}
+        for run, result in evaluations.items()
+        for expert, row in result.get("latent_correlation", {}).items()
+        for latent, value in row.items()
+    ]
+    return pd.DataFrame.from_records(records, columns=[*KEYS, "expert", "latent", "value"])
+
+
+def over_seeds(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """n, mean and sample std (ddof = 1; NaN for one seed) of ``value`` over the seeds of each ``by`` group.
+
+    A NaN value makes its group's mean and std NaN (it is not skipped); ``n`` counts the seeds.
+    """
+    grouped = frame.groupby(by, sort=False)["value"]
+    out = grouped.agg(n="size", mean=lambda v: v.mean(skipna=False), std=lambda v: v.std(ddof=1, skipna=False))
+    return out.reset_index()
+
+
+def paired_p_value(values: Mapping[int, float], reference: Mapping[int, float]) -> float:
+    """Two-sided paired t-test p-value of ``values`` against ``reference``, paired by seed.
+
+    Only seeds present in both count. NaN when fewer than two seeds pair up, when a paired value is NaN, or when
+    every difference is the same (the t statistic is undefined at zero variance).
+    """
+    seeds = sorted(set(values) & set(reference))
+    if len(seeds) < 2:
+        return float("nan")
+    x = np.array([values[s] for s in seeds], dtype=np.float64)
+    y = np.array([reference[s] for s in seeds], dtype=np.float64)
+    difference = x - y
+    if not np.all(np.isfinite(difference)) or np.ptp(difference) == 0:
+        return float("nan")
+    return float(stats.ttest_rel(x, y).pvalue)
+
+
+def summarize(scalars: pd.DataFrame, reference: str, alpha: float = 0.05) -> pd.DataFrame:
+    """Mean ± std over seeds of every (dataset, model, quantity), with the paired test against ``reference``.
+
+    Returns columns dataset, model, quantity, n, mean, std, p_value, significant. The reference's own rows
+    (and any model on a dataset where the reference was not run) get p_value NaN and significant False.
+    """
+    summary = over_seeds(scalars, ["dataset", "model", "quantity"])
+    by_seed = {key: dict(zip(part["seed"], part["value"]))
+               for key, part in scalars.groupby(["dataset", "model", "quantity"], sort=False)}
+    p_values = []
+    for row in summary.itertuples(index=False):
+        ref = by_seed.get((row.dataset, reference, row.quantity))
+        if row.model == reference or ref is None:
+            p_values.append(float("nan"))
+        else:
+            p_values.append(paired_p_value(by_seed[(row.dataset, row.model, row.quantity)], ref))
+    summary["p_value"] = p_values
+    summary["significant"] = summary["p_value"] < alpha  # NaN compares False
+    return summary

@@ -1,0 +1,155 @@
+"""What one report covers: the evaluations it reads and how the tables arrange them.
+
+The workflow builds this from its validated config with ``spec_from_config`` (report.smk) and passes it as JSON
+(``rider report tables|figures --spec``); paths come from the workflow as templates:
+
+    {"runs": [{"dataset": "synth_mosi", "model": "rider_moe", "seed": 0, "eval": "results/.../eval.json"}, ...],
+     "models": [["rider_moe", "RIDER-MoE (full)"], ...],         # every evaluated variant, in table order
+     "reference": "rider_moe", "alpha": 0.05,
+     "tables": {"ablations": [...], "prior_sweep": [...], "dir_sweep": [...]},   # Tables 3, 4, 5
+     "paper": {"synth_mosi": "mosi"}}                              # whose published numbers sit beside a dataset
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from rider.report.layout import PAPER_DATASETS
+
+TABLE_LISTS = ("ablations", "prior_sweep", "dir_sweep")
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """One evaluation: a (dataset, model variant, seed) and its eval.json."""
+
+    dataset: str
+    model: str
+    seed: int
+    eval: Path
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    runs: tuple[RunRef, ...]
+    models: Mapping[str, str]  # variant -> description (its label in every table), in table order
+    reference: str = "rider_moe"  # the variant every other is tested against
+    alpha: float = 0.05  # significance level of the paired test
+    tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # TABLE_LISTS -> variants, in row order
+    paper: Mapping[str, str | None] = field(default_factory=dict)  # dataset -> "mosi" / "mosei" / None
+
+    def __post_init__(self):
+        if not self.runs:
+            raise ValueError("report spec: no evaluations to report")
+        unknown = sorted({run.model for run in self.runs} - set(self.models))
+        if unknown:
+            raise ValueError(f"report spec: runs of model(s) {unknown} that `models` does not describe")
+        if self.reference not in self.models:
+            raise ValueError(f"report spec: reference model {self.reference!r} is not among the evaluated models "
+                             f"{sorted(self.models)}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"report spec: alpha = {self.alpha} must be in (0, 1)")
+        bad_tables = sorted(set(self.tables) - set(TABLE_LISTS))
+        if bad_tables:
+            raise ValueError(f"report spec: unknown table list(s) {bad_tables}; allowed: {list(TABLE_LISTS)}")
+        bad_paper = sorted({v for v in self.paper.values() if v is not None} - set(PAPER_DATASETS))
+        if bad_paper:
+            raise ValueError(f"report spec: paper dataset(s) {bad_paper}; expected {list(PAPER_DATASETS)}")
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Datasets in the order of their first run."""
+        return tuple(dict.fromkeys(run.dataset for run in self.runs))
+
+    def rows(self, table: str) -> tuple[str, ...]:
+        """The variants of a table list that were evaluated, in the list's order."""
+        return tuple(model for model in self.tables.get(table, ()) if model in self.models)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "ReportSpec":
+        allowed = {"runs", "models", "reference", "alpha", "tables", "paper"}
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise ValueError(f"report spec: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        runs = tuple(RunRef(r["dataset"], r["model"], int(r["seed"]), Path(r["eval"])) for r in values["runs"])
+        models = values["models"]  # [[name, description], ...] keeps the order through JSON with sorted keys
+        return cls(runs=runs, models=dict(models.items() if isinstance(models, Mapping) else models),
+                   reference=values.get("reference", "rider_moe"),
+                   alpha=float(values.get("alpha", 0.05)),
+                   tables={k: tuple(v) for k, v in values.get("tables", {}).items()},
+                   paper=dict(values.get("paper", {})))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ReportSpec":
+        return cls.from_dict(json.loads(text))
+
+
+# --- from the workflow's config ---------------------------------------------------------------------------------
+# Pure functions of the validated config.yaml (the schema's `run`, `models`, `datasets` and `report` sections),
+# so the workflow's report rules need no helpers of their own and the rules here are tested without Snakemake.
+
+
+def report_models(config: Mapping[str, Any]) -> list[str]:
+    """The variants the report covers: run.models, then with report.sweeps = full every other variant that Tables
+    3-5 name (so the full sweeps are trained and evaluated for the report).
+
+    Raises:
+        ValueError: a name in run.models or report that is not under `models`, or a reference that is not trained.
+    """
+    section = config["report"]
+    listed = list(dict.fromkeys(model for name in TABLE_LISTS for model in section[name]))
+    unknown = sorted(set(config["run"]["models"]) - set(config["models"]))
+    if unknown:
+        raise ValueError(f"config: run.models names {unknown}, which are not under models")
+    unknown = sorted(set(listed + [section["reference"]]) - set(config["models"]))
+    if unknown:
+        raise ValueError(f"config: report names {unknown}, which are not under models")
+    models = list(config["run"]["models"])
+    if section["sweeps"] == "full":
+        models += [model for model in listed if model not in models]
+    if section["reference"] not in models:
+        raise ValueError(f"config: report.reference {section['reference']!r} is not trained; add it to run.models")
+    return models
+
+
+def spec_from_config(config: Mapping[str, Any], eval_path: str) -> dict[str, Any]:
+    """The ``ReportSpec`` of a workflow run, as a JSON-ready dict.
+
+    ``eval_path``: where an evaluation lies, a template with ``{dataset}``, ``{model}`` and ``{seed}``.
+    The paper counterpart of a dataset is the paper dataset whose folds it uses (``datasets.<name>.folds``).
+    """
+    section, models, datasets = config["report"], report_models(config), config["run"]["datasets"]
+    return {
+        "runs": [{"dataset": d, "model": m, "seed": s, "eval": eval_path.format(dataset=d, model=m, seed=s)}
+                 for d in datasets for m in models for s in config["run"]["seeds"]],
+        "models": [[m, config["models"][m].get("description", m)] for m in models],
+        "reference": section["reference"],
+        "alpha": section["alpha"],
+        "tables": {name: list(section[name]) for name in TABLE_LISTS},
+        "paper": {d: config["datasets"][d]["folds"] for d in datasets},
+    }
+
+
+def overhead_from_config(config: Mapping[str, Any], config_path: str, cache_path: str) -> dict[str, Any]:
+    """What ``rider report overhead`` times: per dataset, the reference variant's first-seed ``config.json``
+    (``config_path``, a template with ``{dataset}``, ``{model}``, ``{seed}``) and the cache (``{dataset}``)."""
+    reference, seed = config["report"]["reference"], config["run"]["seeds"][0]
+    return {"datasets": {
+        d: {"config": config_path.format(dataset=d, model=reference, seed=seed), "cache": cache_path.format(dataset=d),
+            "paper": config["datasets"][d]["folds"]}
+        for d in config["run"]["datasets"]
+    }}
+
+
+def eval_files(config: Mapping[str, Any], eval_path: str) -> list[str]:
+    """Every eval.json the report reads (the inputs of the tables and figures)."""
+    return [run["eval"] for run in spec_from_config(config, eval_path)["runs"]]
+
+
+def overhead_files(config: Mapping[str, Any], config_path: str, cache_path: str) -> dict[str, list[str]]:
+    """The inputs of the overhead timing: the checkpoint configs and caches it reads."""
+    datasets = overhead_from_config(config, config_path, cache_path)["datasets"].values()
+    return {"configs": [where["config"] for where in datasets], "caches": [where["cache"] for where in datasets]}

@@ -1,0 +1,46 @@
+"""Figures 3-5 and the latent figure from hand-made evaluations: non-empty images of the size their grid fixes.
+
+(The workflow test, tests/test_report_workflow.py, draws the same figures from a tiny real run.)
+"""
+
+import pytest
+
+from rider.report import figures
+from rider.report.aggregate import curve_frame, latent_frame, load_evaluations, routing_frame, scalar_frame
+from rider.report.build import write_figures
+from rider.report.figures import DPI, size_inches
+
+from report_evals import EXPECTED, assert_drawn, make_spec, write_runs
+
+
+def test_figures_of_one_dataset(tmp_path):
+    spec = make_spec(write_runs(tmp_path / "runs"), ablations=("rider_moe", "no_dir", "single_expert"))
+    paths = write_figures(spec, tmp_path / "figures")
+    assert sorted(p.name for p in paths) == sorted(f"{n}.{s}" for n in EXPECTED for s in ("png", "pdf"))
+    for name, size in EXPECTED.items():
+        assert tuple(round(x * DPI) for x in size_inches(name, 1)) == size
+        assert_drawn(tmp_path / "figures" / f"{name}.png", size)
+        assert (tmp_path / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_figures_grow_with_the_datasets(tmp_path):
+    runs = write_runs(tmp_path / "runs") + write_runs(tmp_path / "runs", models=("rider_moe", "no_dir"),
+                                                      dataset="synth_mosei")
+    spec = make_spec(runs, ablations=("rider_moe", "no_dir"))
+    evaluations = load_evaluations(spec.runs)
+    built = {"figure3_severity": figures.figure3(curve_frame(evaluations), spec),
+             "figure4_routing": figures.figure4(routing_frame(evaluations), spec),
+             "figure5_dir": figures.figure5(scalar_frame(evaluations), spec),
+             "figure_latents": figures.figure_latents(latent_frame(evaluations), spec)}
+    panels = {"figure3_severity": 2 * 6, "figure4_routing": 2 * 3, "figure5_dir": 2 * 4, "figure_latents": 2 * 2}
+    for name, figure in built.items():
+        assert tuple(figure.get_size_inches()) == pytest.approx(size_inches(name, 2))
+        assert len([ax for ax in figure.axes if ax.get_label() != "<colorbar>"]) == panels[name], name
+    assert size_inches("figure3_severity", 2) == pytest.approx((20.6, 5.3))  # 6 columns of panels
+    assert size_inches("figure4_routing", 2) == pytest.approx((11.6, 5.3))  # 2 rows
+
+
+@pytest.mark.parametrize("name", ["figure_nine"])
+def test_unknown_figure_is_refused(name):
+    with pytest.raises(ValueError, match="unknown figure 'figure_nine'"):
+        size_inches(name, 1)

@@ -1,0 +1,92 @@
+"""Which runs a report covers: run.models, the Table 4/5 sweeps with report.sweeps = full, and the checks."""
+
+import copy
+import json
+
+import pytest
+
+from rider.config import ConfigError, load_config, validate_config
+from rider.report.spec import ReportSpec, overhead_from_config, report_models, spec_from_config
+
+from conftest import REPO
+
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+EVAL = "results/{dataset}/{model}/seed{seed}/eval.json"
+
+
+@pytest.fixture(scope="module")
+def repo_config():
+    return load_config(REPO / "config.yaml", SCHEMA)
+
+
+def test_reduced_sweep_reports_what_run_models_trains(repo_config):
+    assert repo_config["report"]["sweeps"] == "reduced"
+    assert report_models(repo_config) == repo_config["run"]["models"]
+
+
+def test_full_sweep_adds_every_listed_variant_once(repo_config):
+    config = copy.deepcopy(repo_config)
+    config["report"]["sweeps"] = "full"
+    models = report_models(config)
+    assert models[:len(config["run"]["models"])] == config["run"]["models"]
+    assert models[len(config["run"]["models"]):] == [
+        "prior_025", "prior_050", "prior_075", "prior_150", "prior_200", "dir_001", "dir_003", "dir_008", "dir_010",
+        "pid002_syn005", "pid005_syn002", "pid002_syn008", "pid008_syn002"]
+    assert len(models) == len(set(models)) == 23
+
+
+def test_spec_from_config_runs_labels_and_paper_counterparts(repo_config):
+    spec = ReportSpec.from_json(json.dumps(spec_from_config(repo_config, EVAL), sort_keys=True))
+    assert len(spec.runs) == 10 * 2
+    assert spec.runs[0].eval.as_posix() == "results/synth_mosi/rider_moe/seed0/eval.json"
+    assert list(spec.models) == repo_config["run"]["models"]  # the order survives sorted JSON keys
+    assert spec.models["no_prior"] == "w/o prior injection (λ_p = 0)"
+    assert spec.paper == {"synth_mosi": "mosi"}
+    assert spec.rows("prior_sweep") == ("no_prior", "rider_moe", "no_consensus")
+    overhead = overhead_from_config(repo_config, "results/{dataset}/{model}/seed{seed}/config.json", "c/{dataset}.h5")
+    assert overhead == {"datasets": {"synth_mosi": {"config": "results/synth_mosi/rider_moe/seed0/config.json",
+                                                    "cache": "c/synth_mosi.h5", "paper": "mosi"}}}
+
+
+def test_minimal_config_reports_rider_moe():
+    config = validate_config({"datasets": {"toy": {"source": "synthetic"}}}, SCHEMA)
+    assert config["report"] == {"reference": "rider_moe", "alpha": 0.05, "sweeps": "reduced", "ablations": [],
+                                "prior_sweep": [], "dir_sweep": []}
+    assert report_models(config) == ["rider_moe"]
+
+
+@pytest.mark.parametrize("report, message", [
+    ({"ablations": ["rider_moe", "no_piror"]}, r"report names \['no_piror'\], which are not under models"),
+    ({"reference": "no_dir"}, r"report names \['no_dir'\]"),
+])
+def test_unknown_names_are_refused(report, message):
+    config = validate_config({"datasets": {"toy": {"source": "synthetic"}}, "report": report}, SCHEMA)
+    with pytest.raises(ValueError, match=message):
+        report_models(config)
+
+
+def test_reference_must_be_trained():
+    config = validate_config({"datasets": {"toy": {"source": "synthetic"}},
+                              "models": {"rider_moe": {}, "no_dir": {"loss": {"lambda_pid": 0.0}}},
+                              "report": {"reference": "no_dir"}}, SCHEMA)
+    with pytest.raises(ValueError, match="report.reference 'no_dir' is not trained"):
+        report_models(config)
+
+
+def test_bad_report_values_are_named():
+    with pytest.raises(ConfigError, match=r"'report.sweeps' = \"all\""):
+        validate_config({"datasets": {"toy": {"source": "synthetic"}}, "report": {"sweeps": "all"}}, SCHEMA)
+    with pytest.raises(ConfigError, match=r"'report.alpha' = 1.5"):
+        validate_config({"datasets": {"toy": {"source": "synthetic"}}, "report": {"alpha": 1.5}}, SCHEMA)
+
+
+def test_spec_checks_itself(tmp_path):
+    run = {"dataset": "d", "model": "m", "seed": 0, "eval": "e.json"}
+    with pytest.raises(ValueError, match="no evaluations"):
+        ReportSpec.from_dict({"runs": [], "models": []})
+    with pytest.raises(ValueError, match=r"runs of model\(s\) \['m'\]"):
+        ReportSpec.from_dict({"runs": [run], "models": [["rider_moe", "R"]]})
+    with pytest.raises(ValueError, match="reference model 'rider_moe' is not among"):
+        ReportSpec.from_dict({"runs": [run], "models": [["m", "M"]]})
+    with pytest.raises(ValueError, match=r"paper dataset\(s\) \['iemocap'\]"):
+        ReportSpec.from_dict({"runs": [run], "models": [["m", "M"]], "reference": "m", "paper": {"d": "iemocap"}})

@@ -1,0 +1,149 @@
+"""The tables' rows, columns, cells and the four formats, from hand-made evaluation JSONs."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from rider.report import tables as tab
+from rider.report.aggregate import load_evaluations, scalar_frame, summarize
+from rider.report.build import write_tables
+from rider.report.paper import load_published, load_published_cost
+
+from conftest import REPO
+from report_evals import make_spec, write_runs
+
+PUBLISHED = REPO / "resources/paper/rider_moe_published.csv"
+COST = REPO / "resources/paper/rider_moe_published_cost.csv"
+SIZES = [{"dataset": "mosi", "ours": 3_126_843}, {"dataset": "mosei", "ours": 90_738_747}]
+
+
+@pytest.fixture
+def built(tmp_path):
+    runs = write_runs(tmp_path)
+    spec = make_spec(runs, ablations=("rider_moe", "no_prior", "no_dir", "single_expert"),
+                     prior_sweep=("no_prior", "prior_025", "rider_moe"), dir_sweep=())
+    summary = summarize(scalar_frame(load_evaluations(runs)), spec.reference, spec.alpha)
+    return spec, summary, load_published(PUBLISHED), load_published_cost(COST)
+
+
+def rows(table):
+    return [(row.source, row.key) for row in table.rows]
+
+
+def test_table1_every_model_then_the_papers_rows(built):
+    spec, summary, published, _ = built
+    table = tab.clean_table(summary, spec, published)
+    assert [c.name for c in table.columns] == ["acc7", "acc2", "f1", "mae", "corr"]
+    assert [c.header for c in table.columns] == ["Acc-7", "Acc-2", "F1", "MAE", "Corr"]
+    assert table.columns[1].quantity == "acc2_non0" and table.columns[2].quantity == "f1_non0"
+    paper = ["tfn", "lmf", "mult", "misa", "self_mm", "mmim", "dmd", "emoe", "t_hne", "mma", "rider_moe"]
+    assert rows(table) == [("run", "rider_moe"), ("run", "no_dir"), ("run", "single_expert"),
+                           *(("paper", key) for key in paper)]
+    ours = table.rows[1].cells["acc2"]  # no_dir: 70, 73, 74 %
+    assert ours.mean == pytest.approx(72.333333) and ours.std == pytest.approx(math.sqrt(39) / 3)
+    assert ours.n == 3 and ours.significant
+    assert tab.cell_text(ours, table.columns[1]) == "72.33 ± 2.08*"
+    assert tab.cell_text(table.rows[0].cells["corr"], table.columns[4]) == "0.600 ± 0.100"
+    mma = table.rows[12].cells
+    assert (mma["acc2"].printed, mma["f1"].printed, mma["mae"].printed) == ("86.4", "86.40", "0.693")
+    assert any("acc2_non0" in note for note in table.notes)
+
+
+def test_table2_nauc_columns(built):
+    spec, summary, published, _ = built
+    table = tab.robustness_table(summary, spec, published)
+    assert [c.name for c in table.columns] == ["noise_acc2", "noise_corr", "missing_acc2", "missing_corr",
+                                               "conflict_acc2", "conflict_corr"]
+    assert rows(table)[:3] == [("run", "rider_moe"), ("run", "no_dir"), ("run", "single_expert")]
+    assert [key for source, key in rows(table)[3:]] == ["mmim", "dmd", "emoe", "t_hne", "mma", "rider_moe"]
+    # rider_moe's noise nAUC of Acc-2: mean clean 82 % minus 0.1 · 0.5 · 100.
+    assert table.rows[0].cells["noise_acc2"].mean == pytest.approx(77.0)
+    assert table.rows[-1].cells["conflict_corr"].printed == "0.734"
+
+
+def test_table3_each_variant_followed_by_its_published_row(built):
+    spec, summary, published, _ = built
+    table = tab.variant_table("table3_ablations", summary, spec, published)
+    assert [c.name for c in table.columns] == ["acc7", "acc2", "f1", "mae", "corr", "noise_corr", "missing_corr",
+                                               "conflict_corr", "noise_acc2", "missing_acc2", "conflict_acc2"]
+    # no_prior is in the list but was not evaluated: left out, and said so.
+    assert rows(table) == [("run", "rider_moe"), ("paper", "rider_moe"), ("run", "no_dir"), ("paper", "no_dir"),
+                           ("run", "single_expert"), ("paper", "single_expert")]
+    assert any("no_prior" in note and "not evaluated" in note for note in table.notes)
+    assert table.rows[3].cells["missing_acc2"].printed == "72.9"  # w/o DIR, MOSI, M(A2)
+    assert table.rows[2].cells["acc2"].significant and not table.rows[0].cells["acc2"].significant
+
+
+def test_table4_reduced_sweep_and_table5_without_rows(built):
+    spec, summary, published, _ = built
+    table4 = tab.variant_table("table4_prior_sweep", summary, spec, published)
+    assert rows(table4) == [("run", "rider_moe"), ("paper", "rider_moe")]
+    assert table4.rows[1].label == "↳ paper: λ_p = 1.0 (default) †"
+    assert any("no_prior, prior_025" in note for note in table4.notes)
+    table5 = tab.variant_table("table5_dir_sweep", summary, spec, published)
+    assert table5.rows == ()
+
+
+def test_table6_memory_is_parameters_times_bytes(built):
+    spec, summary, _, cost = built
+    table = tab.parameter_table(summary, spec, cost, SIZES)
+    assert [c.name for c in table.columns] == ["parameters", "fp32_mib", "fp16_mib", "train_state_mib"]
+    first = table.rows[0].cells
+    assert first["parameters"].mean == 1_000_000
+    assert first["fp32_mib"].mean == pytest.approx(4_000_000 / 2**20)
+    assert first["train_state_mib"].mean == pytest.approx(16_000_000 / 2**20)
+    assert rows(table)[-4:] == [("run", "ours_mosi"), ("paper", "mosi"), ("run", "ours_mosei"), ("paper", "mosei")]
+    paper_mosi = table.rows[-3].cells
+    assert tab.cell_text(paper_mosi["parameters"], table.columns[0]) == "1,522,299"
+    assert tab.cell_text(paper_mosi["fp32_mib"], table.columns[1]) == "5.81"
+    # The paper's own memory figures follow its definition: 1,522,299 × 4 B = 5.807 MiB.
+    assert 1_522_299 * 4 / 2**20 == pytest.approx(5.81, abs=0.005)
+
+
+def test_overhead_table_beside_the_papers_app_d(built):
+    _, _, _, cost = built
+    measured = [{"dataset": "synth_mosi", "paper": "mosi", "device": "CPU, 2 threads", "train_samples": 1284,
+                 "batch_size": 32, "steps_per_epoch": 41, "epochs": 8, "total_steps": 328, "view_forwards": 1312,
+                 "single_view_forwards": 328, "single_view_ms": 10.0, "four_view_ms": 14.0,
+                 "step_time_multiplier": 1.4, "flop_ratio": 2.5}]
+    table = tab.overhead_table(measured, cost, "App. D")
+    assert rows(table) == [("run", "synth_mosi"), ("paper", "mosi")]
+    paper = table.rows[1].cells
+    assert paper["step_time_multiplier"].printed == "2.80" and math.isnan(paper["four_view_ms"].mean)
+    assert tab.cell_text(paper["view_forwards"], table.columns[5]) == "9,840"
+
+
+def test_the_four_files(built, tmp_path):
+    spec, summary, published, _ = built
+    table = tab.variant_table("table3_ablations", summary, spec, published)
+    out = tmp_path / "tables"
+    paths = tab.write_table(table, out)
+    assert [p.name for p in paths] == [f"table3_ablations.{s}" for s in ("csv", "md", "tex", "html")]
+
+    csv = pd.read_csv(out / "table3_ablations.csv")
+    assert list(csv[["source", "key"]].itertuples(index=False, name=None)) == rows(table)
+    assert {"acc2", "acc2_std", "acc2_p", "acc2_significant"} <= set(csv.columns)
+    no_dir = csv[(csv["key"] == "no_dir") & (csv["source"] == "run")].iloc[0]
+    assert no_dir["acc2"] == pytest.approx(72.3333333) and no_dir["acc2_significant"]  # unrounded
+
+    md = (out / "table3_ablations.md").read_text()
+    assert "| Model | Acc-7 ↑ | Acc-2 ↑ | F1 ↑ | MAE ↓ | Corr ↑ | N(C) ↑ |" in md
+    assert "| w/o DIR (λ_PID = λ_syn = 0) | 50.00 ± 0.00 | 72.33 ± 2.08\\* |" in md
+    assert "| ↳ paper: w/o DIR (λ_PID = λ_syn = 0) | 46.33 | 84.22 | 84.18 | 0.734 |" in md
+
+    tex = (out / "table3_ablations.tex").read_text()
+    for piece in (r"\toprule", r"\midrule", r"\bottomrule", r"72.33 $\pm$ 2.08$^{*}$",
+                  r"w/o DIR ($\lambda_{\text{PID}}$ = $\lambda_{\text{syn}}$ = 0)", r"\label{tab:table3_ablations}"):
+        assert piece in tex
+    assert tex.count(r"\\") == len(table.rows) + 2  # header, one dataset row, every row
+
+    page = (out / "table3_ablations.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count('<tr class="paper">') == 3
+
+
+def test_write_tables_writes_every_table(built, tmp_path):
+    spec, *_ = built
+    paths = write_tables(spec, PUBLISHED, COST, tmp_path, paper_sizes=SIZES)
+    assert sorted({p.stem for p in paths}) == sorted(tab.TABLES)
+    assert all(p.stat().st_size > 0 for p in paths)
