@@ -27,7 +27,7 @@ def copy_workflow(target: Path) -> Path:
     """The workflow and the sources its rules declare, in a folder of its own (so touching a source is safe)."""
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(REPO / name, target / name)
-    for folder in ("workflow", "profiles", "rider", "envs"):
+    for folder in ("workflow", "profiles", "rider", "envs", "resources/paper"):
         shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return target
 
@@ -63,13 +63,14 @@ def test_only_changed_stages_rerun(tmp_path):
 
     grid = copy.deepcopy(CONFIG)
     grid["stress"]["grids"]["noise"] = [0.0, 0.5]
-    assert planned_jobs(project, grid) == {"plan": 1, "evaluate": 2, "all": 1}
+    report = {"tables": 1, "figures": 1, "all": 1}  # what follows every evaluation
+    assert planned_jobs(project, grid) == {"plan": 1, "evaluate": 2, **report}
 
     learning_rate = copy.deepcopy(CONFIG)
     learning_rate["models"]["no_prior"]["train"] = {"lr": 1e-4}
-    assert planned_jobs(project, learning_rate) == {"train": 1, "evaluate": 1, "all": 1}
+    assert planned_jobs(project, learning_rate) == {"train": 1, "evaluate": 1, **report}
 
     # An edit to a source training runs (Snakemake ignores a bare touch: it compares small files' checksums).
     trainer = project / "rider/train/trainer.py"
     trainer.write_text(trainer.read_text() + "\n# an edit\n")
-    assert planned_jobs(project, CONFIG) == {"train": 2, "evaluate": 2, "all": 1}
+    assert planned_jobs(project, CONFIG) == {"train": 2, "evaluate": 2, "overhead": 1, **report}
