@@ -47,7 +47,8 @@ def _download(args: argparse.Namespace) -> None:
     from rider.data.synthetic import RAW_FILES
 
     spec = _dataset_spec(args)
-    download(from_mapping(DownloadConfig, spec.get("cmu", {}), "cmu"), args.out_dir, RAW_FILES)
+    files = {**RAW_FILES, "glove_vectors": "glove_vectors.csd"}
+    download(from_mapping(DownloadConfig, spec.get("cmu", {}), "cmu"), args.out_dir, files, roles=args.roles)
 
 
 def _transcribe(args: argparse.Namespace) -> None:
@@ -62,8 +63,9 @@ def _align(args: argparse.Namespace) -> None:
     spec = _dataset_spec(args)
     if args.aligner is not None:
         spec = {**spec, "aligner": args.aligner}
-    raw = {"words": args.words, "audio": args.audio, "vision": args.vision, "labels": args.labels}
-    align(raw, args.out, config=spec)
+    raw = {"words": args.words, "audio": args.audio, "vision": args.vision, "labels": args.labels,
+           "glove_vectors": args.glove_vectors}
+    align({role: path for role, path in raw.items() if path is not None}, args.out, config=spec)
 
 
 def _cache(args: argparse.Namespace) -> None:
@@ -73,8 +75,6 @@ def _cache(args: argparse.Namespace) -> None:
 
     spec = _dataset_spec(args)
     text_encoder = from_mapping(TextEncoderConfig, spec.get("text_encoder", {}), "text_encoder")
-    if args.glove is None and text_encoder.model is None:
-        raise ConfigError("rider cache: give --glove, or a text_encoder model in the spec (no text features else)")
     build_cache(
         args.aligned,
         args.glove,
@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("download", _download, "Download the CMU .csd files (SDK URLs) with retries.")
     _dataset_options(sub)
     sub.add_argument("--out-dir", required=True, type=Path, help="raw folder to write into")
+    sub.add_argument("--roles", nargs="+", choices=("words", "audio", "vision", "labels", "glove_vectors"),
+                     help="only these sequences (default: words, audio, vision, labels)")
 
     sub = command("transcribe", _transcribe,
                   "Write a words .csd from segment transcripts, spread over each segment's labelled interval.")
@@ -164,8 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("align", _align, "Align audio and vision to the words (SDK rules); group words per segment.")
     _dataset_options(sub)
-    for role in ("words", "audio", "vision", "labels"):
+    for role in ("words", "labels"):
         sub.add_argument(f"--{role}", required=True, type=Path, help=f"{role} .csd file")
+    for role in ("audio", "vision"):
+        sub.add_argument(f"--{role}", type=Path, help=f"{role} .csd file (left out for a dataset without {role})")
+    sub.add_argument("--glove-vectors", type=Path,
+                     help="the SDK's word-vector .csd (300-d GloVe per word), aligned to the words for text_glove")
     sub.add_argument("--aligner", choices=("fast", "sdk"),
                      help="fast (vectorised, streamed through the videos) or sdk (the CMU SDK itself, the "
                           "reference); "
@@ -176,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_options(sub)
     sub.add_argument("--aligned", required=True, type=Path, help="aligned HDF5 file")
     sub.add_argument("--glove", type=Path,
-                     help="GloVe-format word-vector file; without it text_glove has zero columns and the spec's "
-                          "text_encoder must name a model")
+                     help="GloVe-format word-vector file; without it text_glove comes from the aligned file's "
+                          "SDK word vectors, or has zero columns (then the spec's text_encoder must name a model)")
     sub.add_argument("--latents", type=Path, help="synthetic ground-truth latents (optional)")
     sub.add_argument("--name", help="dataset name recorded in the cache")
     sub.add_argument("--out", required=True, type=Path, help="cache HDF5 file to write")

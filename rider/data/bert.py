@@ -82,8 +82,10 @@ def load_encoder(model: str, device: str = "cpu"):
 
 
 def _max_tokens(tokenizer, encoder) -> int:
+    """The longest input the encoder takes; tokenizers without a limit report a huge placeholder."""
     limits = [getattr(encoder.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    return min(int(x) for x in limits if x is not None and 0 < x < 1_000_000) if any(limits) else 512
+    usable = [int(x) for x in limits if x is not None and 0 < x < 1_000_000]
+    return min(usable) if usable else 512
 
 
 def segment_word_vectors(segments: Sequence[Sequence[str]], tokenizer, encoder, layer: int = -1,

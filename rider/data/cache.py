@@ -2,7 +2,9 @@
 
 Layout (``CACHE_SCHEMA_VERSION``; ``validate_cache`` checks a file against it)::
 
-    /<split>/text_glove (N, L, 300) float32  GloVe vector of each word; 0 for padding, 'sp' and unknown words
+    /<split>/text_glove (N, L, 300) float32  GloVe vector of each word (from a GloVe-format file, or the SDK's
+                                             word-vector sequence aligned to the words); 0 for padding, 'sp' and
+                                             unknown words
     /<split>/text_bert  (N, L, H)   float32  optional (``text_encoder``): a BERT-family encoder's hidden states,
                                              per segment, averaged over each word's sub-tokens (rider.data.bert)
     /<split>/audio      (N, L, 74)  float32  word-level mean of the audio frames
@@ -75,7 +77,8 @@ def build_cache(
 ) -> dict:
     """The cache stage; returns the counts it also writes into the file's attributes.
 
-    ``glove_path`` None: no GloVe vectors (``text_glove`` gets zero columns). ``text_encoder`` with a model adds
+    ``text_glove`` comes from the GloVe-format file ``glove_path``, else from the SDK's word-vector sequence when
+    the aligned file holds it (``glove_vectors``), else it gets zero columns. ``text_encoder`` with a model adds
     ``text_bert``. Audio and vision come from the aligned file when it holds them, else get zero columns.
     """
     aligned_path = Path(aligned_path)
@@ -88,8 +91,13 @@ def build_cache(
             words = handle["words/word"].asstr()[:]
             streams = {name: handle[name][:] if name in handle else np.zeros((len(words), 0), np.float32)
                        for name in ("audio", "vision")}
+            sdk_vectors = handle["glove_vectors"][:] if "glove_vectors" in handle and glove_path is None else None
         except KeyError as err:
             raise DataError(f"{aligned_path}: missing field {err}; was it written by `rider align`?") from None
+    encode = text_encoder is not None and text_encoder.model is not None
+    if glove_path is None and sdk_vectors is None and not encode:
+        raise DataError(f"{aligned_path}: no text features: give a GloVe file, align the SDK's word vectors "
+                        "(glove_vectors) or configure a text_encoder model")
     spoken = words.astype(str)  # as the transcript has them, for a cased encoder
     if config.lowercase:
         words = np.char.lower(words.astype(str))
@@ -105,9 +113,12 @@ def build_cache(
     for i, word in enumerate(words):
         if word in vectors:
             text[i] = vectors[word]
+    if sdk_vectors is not None:  # the SDK's vectors, aligned to the words like audio (zero for 'sp')
+        text = sdk_vectors.astype(np.float32)
+        unknown = sorted({w for w, row in zip(words, text) if w != SILENCE and not row.any()})
     features = {"text_glove": text}
     encoder_counts = None
-    if text_encoder is not None and text_encoder.model is not None:
+    if encode:
         segments = [spoken[offset[k]: offset[k + 1]].tolist() for k in range(len(keys))]
         per_segment, encoder_counts = encode_segments(segments, text_encoder)
         features["text_bert"] = np.concatenate(per_segment) if len(per_segment) else np.zeros((0, 0), np.float32)

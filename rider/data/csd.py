@@ -54,6 +54,8 @@ ROLES = {
     "audio": SequenceRole("audio", 74, allow_nonfinite=True),
     "vision": SequenceRole("vision", 35, allow_nonfinite=True),
     "labels": SequenceRole("labels", 1, value_range=(-3.0, 3.0)),
+    # The SDK's GloVe vector of each word (CMU_MOSI_TimestampedWordVectors): an alternative to a GloVe file.
+    "glove_vectors": SequenceRole("glove_vectors", 300),
 }
 
 

@@ -34,6 +34,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import h5py
 
@@ -48,6 +49,11 @@ _SDK_ENTRIES = {
              "labels": ("labels", "Opinion Segment Labels")},
     "mosei": {"words": ("raw", "words"), "audio": ("highlevel", "COVAREP"), "vision": ("highlevel", "FACET 4.2"),
               "labels": ("labels", "Sentiment Labels")},
+}
+# Fetched only when a dataset asks for them (datasets.<name>.glove_vectors).
+_SDK_OPTIONAL = {
+    "mosi": {"glove_vectors": ("highlevel", "glove_vectors")},
+    "mosei": {"glove_vectors": ("highlevel", "glove_vectors")},
 }
 _NO_MD5 = {"", "null", "none"}
 _HEX_MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -76,13 +82,21 @@ class _Restart(Exception):
     """This attempt's file is unusable; the partial file is deleted and the next attempt starts over."""
 
 
-def sdk_urls(config: DownloadConfig) -> dict[str, str]:
-    """URLs of the words, audio, vision and labels sequences, with the host replaced by ``base_url``."""
+def sdk_urls(config: DownloadConfig, roles: Sequence[str] | None = None) -> dict[str, str]:
+    """URLs of the words, audio, vision and labels sequences (or of ``roles``, which may name the optional
+    ``glove_vectors``), with the host replaced by ``base_url``."""
     from mmsdk.mmdatasdk.dataset import standard_datasets
 
     module = {"mosi": standard_datasets.CMU_MOSI, "mosei": standard_datasets.CMU_MOSEI}[config.dataset]
+    entries = _SDK_ENTRIES[config.dataset]
+    if roles is not None:
+        known = {**entries, **_SDK_OPTIONAL[config.dataset]}
+        unknown = sorted(set(roles) - set(known))
+        if unknown:
+            raise ValueError(f"no SDK sequence for role(s) {unknown}; known: {sorted(known)}")
+        entries = {role: known[role] for role in roles}
     urls = {}
-    for role, (table, key) in _SDK_ENTRIES[config.dataset].items():
+    for role, (table, key) in entries.items():
         url = getattr(module, table)[key]
         urls[role] = config.base_url.rstrip("/") + url[len(SDK_HOST):]
     return urls
@@ -231,11 +245,13 @@ def fetch(url: str, destination: Path, role: str, config: DownloadConfig) -> Non
         partial.unlink(missing_ok=True)  # nothing half-written outlives a failed fetch
 
 
-def download(config: DownloadConfig, out_dir: str | os.PathLike, filenames: dict[str, str]) -> dict[str, Path]:
-    """Fetch every role's sequence into ``out_dir``; files already there (complete, since writes are atomic) stay."""
+def download(config: DownloadConfig, out_dir: str | os.PathLike, filenames: dict[str, str],
+             roles: Sequence[str] | None = None) -> dict[str, Path]:
+    """Fetch every role's sequence (or those of ``roles``) into ``out_dir``; files already there (complete, since
+    writes are atomic) stay."""
     out_dir = Path(out_dir)
     paths = {}
-    for role, url in sdk_urls(config).items():
+    for role, url in sdk_urls(config, roles).items():
         path = out_dir / filenames[role]
         if path.exists():
             log.info("%s: already there, not downloaded again", path)

@@ -39,14 +39,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import h5py
 import numpy as np
 from tqdm import tqdm
 
 from rider.atomic import atomic_path
-from rider.data.align import STREAMS, AlignedWriter, missing_rows_error, row_count_error
+from rider.data.align import AlignedWriter, missing_rows_error, row_count_error, streams_of
 from rider.data.csd import ROLES, DataError, SequenceRole, _check_entry, check_same_videos
 
 log = logging.getLogger(__name__)
@@ -331,8 +331,9 @@ def _clean(entry: dict[str, np.ndarray]) -> int:
 class _Problems:
     """What would make the SDK path's ``write_aligned`` fail, gathered over all videos to raise the same error."""
 
-    def __init__(self):
-        self.absent: dict[str, list[str]] = {name: [] for name in ("words", *STREAMS)}
+    def __init__(self, streams: Sequence[str]):
+        self.streams = tuple(streams)
+        self.absent: dict[str, list[str]] = {name: [] for name in ("words", *self.streams)}
         self.mismatch: dict[str, tuple[str, int, int]] = {}
 
     def add(self, result: Alignment) -> bool:
@@ -342,7 +343,7 @@ class _Problems:
             empty = np.flatnonzero(counts == 0)
             self.absent[name] += [result.keys[k] for k in empty]
             clean &= len(empty) == 0
-        for name in STREAMS:
+        for name in self.streams:
             bad = np.flatnonzero(result.rows[name] != result.rows["words"])
             if len(bad):
                 clean = False
@@ -354,7 +355,7 @@ class _Problems:
         for name, keys in self.absent.items():
             if keys:
                 raise missing_rows_error(name, keys)
-        for name in STREAMS:
+        for name in self.streams:
             if name in self.mismatch:
                 raise row_count_error(self.mismatch[name][0], name, *self.mismatch[name][1:])
 
@@ -363,9 +364,9 @@ class _Batch:
     """Videos read but not yet aligned: as many as fit ``_BATCH_BYTES`` of stream data, all with the same dtypes
     (concatenating other dtypes would change the arithmetic of rule 2)."""
 
-    def __init__(self):
+    def __init__(self, streams: Sequence[str]):
         self.names, self.words, self.labels = [], [], []
-        self.streams: dict[str, list] = {name: [] for name in STREAMS}
+        self.streams: dict[str, list] = {name: [] for name in streams}
         self.bytes, self.signature = 0, None
 
     def add(self, name: str, words: dict, streams: Mapping[str, dict], labels: dict) -> None:
@@ -397,12 +398,13 @@ def align_fast(paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLi
     segments and the non-finite values replaced per stream (in the labelled videos, the only ones read).
     """
     with contextlib.ExitStack() as stack:
-        readers = {role: stack.enter_context(CsdReader(paths[role], ROLES[role])) for role in ROLES}
+        streams_here = streams_of(paths)  # a text-only dataset has none
+        readers = {role: stack.enter_context(CsdReader(paths[role], ROLES[role])) for role in ROLES if role in paths}
         check_same_videos({role: (r.path, dict.fromkeys(r.videos)) for role, r in readers.items()}, reference="labels")
-        nonfinite = dict.fromkeys(STREAMS, 0)
-        problems, dropped = _Problems(), []
+        nonfinite = dict.fromkeys(streams_here, 0)
+        problems, dropped = _Problems(streams_here), []
         with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w") as handle:
-            writer = AlignedWriter(handle)
+            writer = AlignedWriter(handle, streams=streams_here)
 
             def flush(batch: _Batch) -> _Batch:
                 if batch.names:
@@ -411,13 +413,13 @@ def align_fast(paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLi
                     if problems.add(result):
                         writer.append(result.keys, result.intervals, result.labels, result.rows["words"],
                                       result.words, result.word_intervals, result.streams)
-                return _Batch()
+                return _Batch(streams_here)
 
-            batch = _Batch()
+            batch = _Batch(streams_here)
             for video in tqdm(sorted(readers["labels"].videos), desc="align", unit="video"):
                 labels, words = readers["labels"].read(video), readers["words"].read(video)
                 streams = {}
-                for name in STREAMS:
+                for name in streams_here:
                     streams[name] = readers[name].read(video)
                     nonfinite[name] += _clean(streams[name])
                 signature = _signature(words, streams, labels)

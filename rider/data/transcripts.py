@@ -55,7 +55,10 @@ def source_files(config: TranscriptsConfig, repository: str | os.PathLike) -> di
     """The label .csd and the transcript table the source reads; relative folders are taken from the repository."""
     if config.dataset not in LABELS_FILE:
         raise ValueError(f"transcripts.dataset = {config.dataset!r}: only {sorted(LABELS_FILE)} have a label file")
-    folder = default_folder(repository) if config.folder is None else Path(repository) / Path(config.folder).expanduser()
+    if config.folder is None:
+        folder = default_folder(repository)
+    else:
+        folder = Path(repository) / Path(config.folder).expanduser()  # an absolute folder stays as it is
     return {"labels": folder / LABELS_FILE[config.dataset], "segments": folder / SEGMENTS_FILE[config.dataset]}
 
 

@@ -40,7 +40,8 @@ class TextOnlyModel(nn.Module):
                 with_views: bool | None = None) -> TextOnlyOutput:
         """text (B, L, Dt), lengths (B,); ``presence`` and ``with_views`` are accepted and have no effect."""
         if text.shape[-1] != self.cfg.text_dim:
-            raise ValueError(f"TextOnlyModel: text has {text.shape[-1]} features, the config expects {self.cfg.text_dim}")
+            raise ValueError(f"TextOnlyModel: text has {text.shape[-1]} features, the config expects "
+                             f"{self.cfg.text_dim}")
         h = self.encoder(text, lengths)  # (B, D)
         return TextOnlyOutput(self.head(h).squeeze(-1), h)  # (B,), (B, D)
 

@@ -70,9 +70,11 @@ def names_with_source(source):
 
 
 def dataset_roles(dataset):
-    """The raw roles a dataset has: words and labels, and audio/vision when its modalities name them."""
-    modalities = config["datasets"][dataset]["modalities"]
-    return tuple(role for role in RAW_ROLES if role in ("words", "labels") or role in modalities)
+    """The raw roles a dataset has: words and labels, audio/vision when its modalities name them, and the SDK's
+    word vectors when its GloVe features come from them."""
+    section = config["datasets"][dataset]
+    roles = [role for role in RAW_ROLES if role in ("words", "labels") or role in section["modalities"]]
+    return (*roles, "glove_vectors") if section["glove_vectors"] else tuple(roles)
 
 
 def transcript_files(wildcards):
@@ -89,6 +91,9 @@ def raw_files(wildcards):
     folder, or (transcripts) the words built here and the genuine label file where it lies."""
     section = config["datasets"][wildcards.dataset]
     roles = dataset_roles(wildcards.dataset)
+    if section["glove_vectors"] and section["source"] not in ("cmu", "local"):
+        raise ValueError(f"config: datasets.{wildcards.dataset}.glove_vectors needs source cmu or local (the SDK's "
+                         f"word-vector file), not {section['source']}")
     if section["source"] == "local":
         folder = section["local"]["folder"]
         if folder is None:
@@ -98,7 +103,8 @@ def raw_files(wildcards):
         if roles != ("words", "labels"):
             raise ValueError(f"config: datasets.{wildcards.dataset}: source transcripts has text only; "
                              "set modalities: [text]")
-        return {"words": f"resources/raw/{wildcards.dataset}/words.csd", "labels": transcript_files(wildcards)["labels"]}
+        words = f"resources/raw/{wildcards.dataset}/words.csd"
+        return {"words": words, "labels": transcript_files(wildcards)["labels"]}
     return {role: f"resources/raw/{wildcards.dataset}/{role}.csd" for role in roles}
 
 
@@ -107,6 +113,8 @@ def glove_file(wildcards):
     section = config["datasets"][wildcards.dataset]
     if section["source"] == "synthetic":
         return f"resources/raw/{wildcards.dataset}/glove.txt"
+    if section["glove_vectors"]:
+        return []
     if section["glove_file"] is None:
         if section["text_encoder"]["model"] is not None:
             return []

@@ -49,6 +49,30 @@ rule download:
         "rider download --spec {params.spec:q} --out-dir resources/raw/{wildcards.dataset} > {log} 2>&1"
 
 
+rule download_vectors:
+    output:
+        glove_vectors="resources/raw/{dataset}/glove_vectors.csd",
+    input:
+        code=sources("download"),
+    params:
+        spec=lambda wildcards: spec(wildcards.dataset, "source", "cmu"),
+    wildcard_constraints:
+        dataset=names_with_source("cmu"),
+    log:
+        "logs/{dataset}/download_vectors.log",
+    benchmark:
+        "logs/{dataset}/download_vectors.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    conda:
+        ENV
+    shell:
+        "rider download --spec {params.spec:q} --roles glove_vectors --out-dir resources/raw/{wildcards.dataset}"
+        " > {log} 2>&1"
+
+
 rule transcribe:
     output:
         words="resources/raw/{dataset}/words.csd",
@@ -81,6 +105,13 @@ rule align:
     params:
         spec=lambda wildcards: spec(wildcards.dataset, "source", "aligner"),
         aligner=lambda wildcards: config["datasets"][wildcards.dataset]["aligner"],
+        # Audio and vision when the dataset has them (modalities; a text-only dataset aligns words to labels) and
+        # the SDK's word vectors when its GloVe features come from them (glove_vectors).
+        streams=lambda wildcards, input: " ".join(
+            f"--{role.replace('_', '-')} {shlex.quote(input[role])}"
+            for role in ("audio", "vision", "glove_vectors")
+            if role in input.keys()
+        ),
     log:
         "logs/{dataset}/align.log",
     benchmark:
@@ -93,7 +124,7 @@ rule align:
         ENV
     shell:
         "rider align --spec {params.spec:q} --aligner {params.aligner} --words {input.words:q}"
-        " --audio {input.audio:q} --vision {input.vision:q} --labels {input.labels:q} --out {output:q} > {log} 2>&1"
+        " {params.streams} --labels {input.labels:q} --out {output:q} > {log} 2>&1"
 
 
 rule cache:
