@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rider.model import ModelConfig, build_model
+from rider.model import build_model
 from rider.model.router import (
     ReliabilityRouter,
     blend_reliability,
@@ -18,15 +18,7 @@ from rider.model.router import (
 EPS = 1e-8
 
 
-def tiny_config(**overrides) -> ModelConfig:
-    base = dict(d_model=16, expert_layers=2, expert_heads=2, expert_ff=32, encoder_heads=2, max_len=6, dropout=0.0)
-    return ModelConfig(**{**base, **overrides})
-
-
-def tiny_batch(B=4, L=6, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, L, 300, generator=g), torch.randn(B, L, 74, generator=g),
-            torch.randn(B, L, 35, generator=g), torch.tensor([L, 3, 1, 5][:B]))
+from tiny_model import tiny_batch, tiny_config  # noqa: E402
 
 
 # Eq. 24 ---------------------------------------------------------------------------------------------------------
