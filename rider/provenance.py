@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 import rider
@@ -27,7 +26,3 @@ def provenance(inputs: Mapping[str, str | os.PathLike], config: Mapping[str, Any
         "config": config,
     }
     return json.dumps(record, sort_keys=True)
-
-
-def input_label(path: str | os.PathLike) -> str:
-    return Path(path).name
