@@ -104,7 +104,8 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from rider.evaluate import evaluate
 
-    evaluate(args.checkpoint, args.cache, args.plan, args.out, device=args.device, threads=args.threads)
+    evaluate(args.checkpoint, args.cache, args.plan, args.out, device=args.device, threads=args.threads,
+             predictions_path=args.predictions)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -207,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sub.add_argument("--threads", type=int, help="CPU threads for torch")
     sub.add_argument("--out", required=True, type=Path, help="evaluation JSON to write")
+    sub.add_argument("--predictions", type=Path,
+                     help="HDF5 file to write every per-sample test prediction into (the report's bootstrap test)")
 
     sub = command("report", _report, "Write the report's tables, figures or App. D overhead from the evaluations.")
     sub.add_argument("part", choices=("tables", "figures", "overhead"),

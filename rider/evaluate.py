@@ -25,6 +25,7 @@ from rider.checkpoint import load_checkpoint, write_json
 from rider.diagnostics import dir_diagnostics, latent_correlations
 from rider.metrics import METRIC_KEYS, nauc, regression_metrics
 from rider.model import EXPERTS, model_kind
+from rider.predictions import Predictions, write_predictions
 from rider.stress import iter_severities, load_test_split, read_plan
 from rider.train.data import arrays_to_split, feature_scales, read_arrays
 from rider.train.trainer import resolve_device
@@ -63,7 +64,9 @@ def run_model(model: torch.nn.Module, arrays: dict[str, np.ndarray], presence: n
 
 def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, plan_path: str | os.PathLike,
              out_path: str | os.PathLike, device: str = "auto", batch_size: int = 512,
-             threads: int | None = None) -> dict[str, Any]:
+             threads: int | None = None, predictions_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Write the evaluation JSON to ``out_path`` and, when ``predictions_path`` is given, every per-sample test
+    prediction (``rider.predictions``) there; returns the evaluation."""
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
@@ -104,9 +107,11 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
     if not kind.routed:
         result["not_applicable"] = {s: NOT_APPLICABLE[s] for s in plan.grids if s not in stressors}
     severities = list(iter_severities(plan, test, stressors))
+    per_sample: dict[str, list[np.ndarray]] = {}
     for stressor, severity, stressed in tqdm(severities, desc="evaluate", unit="severity"):
         out = run_model(model, stressed.arrays, stressed.presence, scales, torch_device, text_feature, batch_size,
                         routed=kind.routed)
+        per_sample.setdefault(stressor, []).append(out["prediction"])
         result["stress"].setdefault(stressor, []).append({
             "severity": float(severity),
             "metrics": regression_metrics(out["prediction"], labels),
@@ -117,6 +122,11 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
         severities = [point["severity"] for point in points]
         result["nauc"][stressor] = {key: nauc(severities, [p["metrics"][key] for p in points]) for key in METRIC_KEYS}
     result["seconds"] = time.perf_counter() - started
+    if predictions_path is not None:
+        write_predictions(predictions_path, Predictions(
+            ids=test["ids"], labels=labels, clean=clean["prediction"],
+            stress={s: ([p["severity"] for p in points], np.stack(per_sample[s]))
+                    for s, points in result["stress"].items()}))
     write_json(out_path, result)
     log.info("clean MAE %.4f corr %.4f; nAUC acc2 %s", result["clean"]["mae"], result["clean"]["corr"],
              {s: round(v["acc2_non0"], 4) for s, v in result["nauc"].items()})

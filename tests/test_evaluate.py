@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rider.evaluate import evaluate
-from rider.metrics import METRIC_KEYS
+from rider.metrics import METRIC_KEYS, regression_metrics
+from rider.predictions import read_predictions
 from rider.stress import DEFAULT_GRIDS, build_plan
 from rider.train.trainer import RunSpec, train
 
@@ -26,9 +27,19 @@ def trained(small_dataset, folder, **model):
 
 def test_every_stressor_and_severity(small_dataset, plan, tmp_path):
     folder = trained(small_dataset, tmp_path / "full")
-    result = evaluate(folder, small_dataset["cache"], plan, tmp_path / "eval.json", threads=2)
+    result = evaluate(folder, small_dataset["cache"], plan, tmp_path / "eval.json", threads=2,
+                      predictions_path=tmp_path / "predictions.h5")
     assert json.loads((tmp_path / "eval.json").read_text()) == json.loads(json.dumps(result))
     assert set(result["clean"]) == set(METRIC_KEYS)
+    # The per-sample predictions give back every metric of the evaluation.
+    kept = read_predictions(tmp_path / "predictions.h5")
+    assert len(kept.ids) == len(kept.labels) == len(kept.clean) > 0
+    assert regression_metrics(kept.clean, kept.labels) == pytest.approx(result["clean"], nan_ok=True)
+    assert set(kept.stress) == set(result["stress"])
+    for stressor, (severities, values) in kept.stress.items():
+        assert list(severities) == [p["severity"] for p in result["stress"][stressor]]
+        for row, point in zip(values, result["stress"][stressor]):
+            assert regression_metrics(row, kept.labels) == pytest.approx(point["metrics"], nan_ok=True)
     for stressor, grid in DEFAULT_GRIDS.items():
         points = result["stress"][stressor]
         assert [p["severity"] for p in points] == list(grid)

@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rider.report.aggregate import (load_evaluations, paired_p_value, routing_frame, scalar_frame, summarize)
@@ -90,6 +91,21 @@ def test_paired_p_value_pairs_by_seed_and_needs_two():
     # Two pairs (1 df): P(|T| > t) = 1 - 2/π · atan(t); differences 0.1 and 0.3 -> t = 0.2 / (0.1414/√2) = 2.
     p = paired_p_value({0: 0.6, 1: 0.9, 7: 5.0}, {0: 0.5, 1: 0.6})
     assert p == pytest.approx(1 - 2 / math.pi * math.atan(2.0))
+
+
+def test_given_p_values_replace_the_t_test(tmp_path):
+    """The bootstrap's p-values (rider.report.bootstrap) mark the cells they cover; the rest stay unmarked."""
+    scalars = scalar_frame(load_evaluations(write_runs(tmp_path)))
+    given = pd.DataFrame({"dataset": ["synth_mosi"] * 3, "model": ["no_dir", "no_dir", "rider_moe"],
+                          "quantity": ["acc2_non0", "mae", "mae"], "p_value": [0.01, 0.3, 0.001]})
+    summary = summarize(scalars, reference="rider_moe", alpha=0.05, p_values=given)
+    marked = cell(summary, "no_dir", "acc2_non0")
+    assert marked["p_value"] == 0.01 and marked["significant"]
+    assert cell(summary, "no_dir", "mae")["p_value"] == 0.3 and not cell(summary, "no_dir", "mae")["significant"]
+    assert np.isnan(cell(summary, "no_dir", "corr")["p_value"])  # not covered: no t-test behind it
+    assert np.isnan(cell(summary, "rider_moe", "mae")["p_value"])  # the reference is never marked
+    t_test = summarize(scalars, reference="rider_moe", alpha=0.05)
+    assert list(summary.columns) == list(t_test.columns) and len(summary) == len(t_test)
 
 
 def test_an_undefined_metric_makes_the_mean_undefined(tmp_path):

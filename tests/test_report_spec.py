@@ -12,6 +12,7 @@ from conftest import REPO
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 EVAL = "results/{dataset}/{model}/seed{seed}/eval.json"
+PREDICTIONS = "results/{dataset}/{model}/seed{seed}/predictions.h5"
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +49,36 @@ def test_spec_from_config_runs_labels_and_paper_counterparts(repo_config):
                                                     "cache": "c/synth_mosi.h5", "paper": "mosi"}}}
 
 
+def test_the_tables_bootstrap_names_every_predictions_file(repo_config):
+    spec = ReportSpec.from_json(json.dumps(spec_from_config(repo_config, EVAL, PREDICTIONS)))
+    assert (spec.significance.test, spec.significance.resamples, spec.significance.seed) == ("bootstrap", 1000, 0)
+    assert spec.runs[1].predictions.as_posix() == "results/synth_mosi/rider_moe/seed1/predictions.h5"
+    # The figures mark nothing: their spec holds neither predictions nor significance settings.
+    figures = spec_from_config(repo_config, EVAL)
+    assert "significance" not in figures and all("predictions" not in run for run in figures["runs"])
+    t_test = copy.deepcopy(repo_config)
+    t_test["report"]["significance_test"] = "t_test"
+    spec = ReportSpec.from_dict(spec_from_config(t_test, EVAL, PREDICTIONS))
+    assert spec.significance.test == "t_test" and all(run.predictions is None for run in spec.runs)
+
+
+def test_a_bootstrap_without_predictions_is_refused(repo_config):
+    values = spec_from_config(repo_config, EVAL, PREDICTIONS)
+    del values["runs"][3]["predictions"]
+    with pytest.raises(ValueError, match=r"needs every run's predictions; none given for \['results/synth_mosi/"
+                                         r"no_prior/seed1/eval.json'\]"):
+        ReportSpec.from_dict(values)
+    values = spec_from_config(repo_config, EVAL, PREDICTIONS)
+    values["significance"]["test"] = "wilcoxon"
+    with pytest.raises(ValueError, match="significance test 'wilcoxon'"):
+        ReportSpec.from_dict(values)
+
+
 def test_minimal_config_reports_rider_moe():
     config = validate_config({"datasets": {"toy": {"source": "synthetic"}}}, SCHEMA)
-    assert config["report"] == {"reference": "rider_moe", "alpha": 0.05, "sweeps": "reduced", "ablations": [],
-                                "prior_sweep": [], "dir_sweep": []}
+    assert config["report"] == {"reference": "rider_moe", "alpha": 0.05, "significance_test": "bootstrap",
+                                "bootstrap_resamples": 1000, "bootstrap_seed": 0, "sweeps": "reduced",
+                                "ablations": [], "prior_sweep": [], "dir_sweep": []}
     assert report_models(config) == ["rider_moe"]
 
 

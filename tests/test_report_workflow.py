@@ -66,6 +66,11 @@ def test_all_builds_every_table(run):
     table1 = pd.read_csv(run / "results/tables/table1_clean.csv")
     ours = table1[table1["source"] == "run"]
     assert list(ours["key"]) == ["rider_moe", "no_dir"] and list(ours["n"]) == [2, 2]
+    # The default significance test: a paired bootstrap over the evaluations' per-sample predictions.
+    p_values = ours.set_index("key")[["mae_p", "corr_p", "acc2_p"]]
+    assert p_values.loc["rider_moe"].isna().all()
+    assert p_values.loc["no_dir"].between(0, 1).all()
+    assert "paired bootstrap over the test samples" in (run / "results/tables/table1_clean.md").read_text()
     assert (table1["source"] == "paper").sum() == 11
     table3 = pd.read_csv(run / "results/tables/table3_ablations.csv")
     assert list(zip(table3["source"], table3["key"])) == [("run", "rider_moe"), ("paper", "rider_moe"),

@@ -6,10 +6,12 @@ Every frame is long ("tidy"): one row per (dataset, model, seed, ...) and a ``va
 nAUC is recomputed from each stressor's severity points with ``rider.metrics.nauc`` (Eqs. 53-54), so a table
 always matches the curves it summarises.
 
-Significance: a two-sided paired t-test across seeds (``scipy.stats.ttest_rel``) of each variant against the
-reference variant on the same dataset, pairing the runs with the same seed (same data order and initial random
-stream). It needs at least two paired seeds whose differences are not all equal; otherwise p is NaN and nothing is
-marked. A NaN value (an undefined metric, e.g. Corr of a constant prediction) is never dropped: its mean is NaN.
+Significance: the workflow's default is a paired bootstrap over test samples (``rider.report.bootstrap``), whose
+p-values are handed to ``summarize``. Without them, a two-sided paired t-test across seeds (``scipy.stats.ttest_rel``)
+of each variant against the reference variant on the same dataset, pairing the runs with the same seed (same data
+order and initial random stream); it needs at least two paired seeds whose differences are not all equal, otherwise
+p is NaN and nothing is marked. A NaN value (an undefined metric, e.g. Corr of a constant prediction) is never
+dropped: its mean is NaN.
 """
 
 from __future__ import annotations
@@ -155,13 +157,24 @@ def paired_p_value(values: Mapping[int, float], reference: Mapping[int, float]) 
     return float(stats.ttest_rel(x, y).pvalue)
 
 
-def summarize(scalars: pd.DataFrame, reference: str, alpha: float = 0.05) -> pd.DataFrame:
+def summarize(scalars: pd.DataFrame, reference: str, alpha: float = 0.05,
+              p_values: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean ± std over seeds of every (dataset, model, quantity), with the paired test against ``reference``.
+
+    ``p_values``: given (columns dataset, model, quantity, p_value; ``rider.report.bootstrap``), they replace the
+    t-test across seeds, and a quantity they do not cover gets NaN; otherwise every p-value is the t-test's.
 
     Returns columns dataset, model, quantity, n, mean, std, p_value, significant. The reference's own rows
     (and any model on a dataset where the reference was not run) get p_value NaN and significant False.
     """
     summary = over_seeds(scalars, ["dataset", "model", "quantity"])
+    if p_values is not None:
+        given = p_values.set_index(["dataset", "model", "quantity"])["p_value"]
+        keys = pd.MultiIndex.from_frame(summary[["dataset", "model", "quantity"]])
+        summary["p_value"] = given.reindex(keys).to_numpy(dtype=np.float64)
+        summary.loc[summary["model"] == reference, "p_value"] = np.nan
+        summary["significant"] = summary["p_value"] < alpha  # NaN compares False
+        return summary
     by_seed = {key: dict(zip(part["seed"], part["value"]))
                for key, part in scalars.groupby(["dataset", "model", "quantity"], sort=False)}
     p_values = []

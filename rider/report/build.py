@@ -12,10 +12,12 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from rider.predictions import read_predictions
 from rider.report import figures as fig
 from rider.report import tables as tab
 from rider.report.aggregate import (curve_frame, latent_frame, load_evaluations, routing_frame, scalar_frame,
                                     summarize)
+from rider.report.bootstrap import bootstrap_p_values
 from rider.report.layout import OVERHEAD_TABLE, OVERHEAD_TITLE, PAPER_DATASETS
 from rider.report.paper import load_published, load_published_cost
 from rider.report.spec import ReportSpec
@@ -41,7 +43,11 @@ def build_tables(spec: ReportSpec, published_path: str | os.PathLike, cost_path:
                  paper_sizes: Sequence[Mapping] | None = None) -> list[tab.Table]:
     """Tables 1-6 of the runs ``spec`` names. ``paper_sizes``: our parameter counts at the paper's sizes
     (default: ``paper_size_counts()``)."""
-    summary = summarize(scalar_frame(load_evaluations(spec.runs)), spec.reference, spec.alpha)
+    p_values = None
+    if spec.significance.test == "bootstrap":
+        predictions = {run: read_predictions(run.predictions) for run in spec.runs}
+        p_values = bootstrap_p_values(predictions, spec.reference, spec.significance.resamples, spec.significance.seed)
+    summary = summarize(scalar_frame(load_evaluations(spec.runs)), spec.reference, spec.alpha, p_values)
     published, cost = load_published(published_path), load_published_cost(cost_path)
     if paper_sizes is None:
         paper_sizes = paper_size_counts()

@@ -3,9 +3,11 @@
 The workflow builds this from its validated config with ``spec_from_config`` (report.smk) and passes it as JSON
 (``rider report tables|figures --spec``); paths come from the workflow as templates:
 
-    {"runs": [{"dataset": "synth_mosi", "model": "rider_moe", "seed": 0, "eval": "results/.../eval.json"}, ...],
+    {"runs": [{"dataset": "synth_mosi", "model": "rider_moe", "seed": 0, "eval": "results/.../eval.json",
+               "predictions": "results/.../predictions.h5"}, ...],   # predictions: for the bootstrap test only
      "models": [["rider_moe", "RIDER-MoE (full)"], ...],         # every evaluated variant, in table order
      "reference": "rider_moe", "alpha": 0.05,
+     "significance": {"test": "bootstrap", "resamples": 1000, "seed": 0},   # or {"test": "t_test"}
      "tables": {"ablations": [...], "prior_sweep": [...], "dir_sweep": [...]},   # Tables 3, 4, 5
      "paper": {"synth_mosi": "mosi"}}                              # whose published numbers sit beside a dataset
 """
@@ -24,12 +26,32 @@ TABLE_LISTS = ("ablations", "prior_sweep", "dir_sweep")
 
 @dataclass(frozen=True)
 class RunRef:
-    """One evaluation: a (dataset, model variant, seed) and its eval.json."""
+    """One evaluation: a (dataset, model variant, seed), its eval.json and per-sample predictions."""
 
     dataset: str
     model: str
     seed: int
     eval: Path
+    predictions: Path | None = None
+
+
+SIGNIFICANCE_TESTS = ("bootstrap", "t_test")
+
+
+@dataclass(frozen=True)
+class Significance:
+    """How a cell is tested against the reference: ``bootstrap`` = paired bootstrap over test samples
+    (rider.report.bootstrap, needs every run's predictions), ``t_test`` = paired t-test across seeds."""
+
+    test: str = "t_test"
+    resamples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.test not in SIGNIFICANCE_TESTS:
+            raise ValueError(f"report spec: significance test {self.test!r}; allowed: {list(SIGNIFICANCE_TESTS)}")
+        if self.resamples < 1:
+            raise ValueError(f"report spec: significance resamples = {self.resamples} must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -38,6 +60,7 @@ class ReportSpec:
     models: Mapping[str, str]  # variant -> description (its label in every table), in table order
     reference: str = "rider_moe"  # the variant every other is tested against
     alpha: float = 0.05  # significance level of the paired test
+    significance: Significance = Significance()
     tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # TABLE_LISTS -> variants, in row order
     paper: Mapping[str, str | None] = field(default_factory=dict)  # dataset -> "mosi" / "mosei" / None
 
@@ -55,6 +78,10 @@ class ReportSpec:
         bad_tables = sorted(set(self.tables) - set(TABLE_LISTS))
         if bad_tables:
             raise ValueError(f"report spec: unknown table list(s) {bad_tables}; allowed: {list(TABLE_LISTS)}")
+        without = [str(run.eval) for run in self.runs if run.predictions is None]
+        if self.significance.test == "bootstrap" and without:
+            raise ValueError(f"report spec: the bootstrap test needs every run's predictions; none given for "
+                             f"{without[:3]}{' ...' if len(without) > 3 else ''}")
         bad_paper = sorted({v for v in self.paper.values() if v is not None} - set(PAPER_DATASETS))
         if bad_paper:
             raise ValueError(f"report spec: paper dataset(s) {bad_paper}; expected {list(PAPER_DATASETS)}")
@@ -70,15 +97,23 @@ class ReportSpec:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ReportSpec":
-        allowed = {"runs", "models", "reference", "alpha", "tables", "paper"}
+        allowed = {"runs", "models", "reference", "alpha", "significance", "tables", "paper"}
         unknown = sorted(set(values) - allowed)
         if unknown:
             raise ValueError(f"report spec: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-        runs = tuple(RunRef(r["dataset"], r["model"], int(r["seed"]), Path(r["eval"])) for r in values["runs"])
+        runs = tuple(RunRef(r["dataset"], r["model"], int(r["seed"]), Path(r["eval"]),
+                            Path(r["predictions"]) if r.get("predictions") else None) for r in values["runs"])
+        significance = dict(values.get("significance", {}))
+        unknown = sorted(set(significance) - {"test", "resamples", "seed"})
+        if unknown:
+            raise ValueError(f"report spec: unknown significance key(s) {unknown}; allowed: test, resamples, seed")
         models = values["models"]  # [[name, description], ...] keeps the order through JSON with sorted keys
         return cls(runs=runs, models=dict(models.items() if isinstance(models, Mapping) else models),
                    reference=values.get("reference", "rider_moe"),
                    alpha=float(values.get("alpha", 0.05)),
+                   significance=Significance(str(significance.get("test", "t_test")),
+                                             int(significance.get("resamples", 1000)),
+                                             int(significance.get("seed", 0))),
                    tables={k: tuple(v) for k, v in values.get("tables", {}).items()},
                    paper=dict(values.get("paper", {})))
 
@@ -115,15 +150,22 @@ def report_models(config: Mapping[str, Any]) -> list[str]:
     return models
 
 
-def spec_from_config(config: Mapping[str, Any], eval_path: str) -> dict[str, Any]:
+def spec_from_config(config: Mapping[str, Any], eval_path: str, predictions_path: str | None = None
+                     ) -> dict[str, Any]:
     """The ``ReportSpec`` of a workflow run, as a JSON-ready dict.
 
-    ``eval_path``: where an evaluation lies, a template with ``{dataset}``, ``{model}`` and ``{seed}``.
-    The paper counterpart of a dataset is the paper dataset whose folds it uses (``datasets.<name>.folds``).
+    ``eval_path``, ``predictions_path``: where an evaluation and its per-sample predictions lie, templates with
+    ``{dataset}``, ``{model}`` and ``{seed}``. The predictions are named when report.significance_test is
+    ``bootstrap``; without ``predictions_path`` (the figures, which mark nothing) the spec holds no significance
+    settings, so changing them reruns only the tables. The paper counterpart of a dataset is the paper dataset
+    whose folds it uses (``datasets.<name>.folds``).
     """
     section, models, datasets = config["report"], report_models(config), config["run"]["datasets"]
-    return {
-        "runs": [{"dataset": d, "model": m, "seed": s, "eval": eval_path.format(dataset=d, model=m, seed=s)}
+    tested = predictions_path is not None
+    bootstrap = tested and section["significance_test"] == "bootstrap"
+    spec = {
+        "runs": [{"dataset": d, "model": m, "seed": s, "eval": eval_path.format(dataset=d, model=m, seed=s),
+                  **({"predictions": predictions_path.format(dataset=d, model=m, seed=s)} if bootstrap else {})}
                  for d in datasets for m in models for s in config["run"]["seeds"]],
         "models": [[m, config["models"][m].get("description", m)] for m in models],
         "reference": section["reference"],
@@ -131,6 +173,10 @@ def spec_from_config(config: Mapping[str, Any], eval_path: str) -> dict[str, Any
         "tables": {name: list(section[name]) for name in TABLE_LISTS},
         "paper": {d: config["datasets"][d]["folds"] for d in datasets},
     }
+    if tested:
+        spec["significance"] = {"test": section["significance_test"], "resamples": section["bootstrap_resamples"],
+                                "seed": section["bootstrap_seed"]}
+    return spec
 
 
 def overhead_from_config(config: Mapping[str, Any], config_path: str, cache_path: str) -> dict[str, Any]:
@@ -147,6 +193,12 @@ def overhead_from_config(config: Mapping[str, Any], config_path: str, cache_path
 def eval_files(config: Mapping[str, Any], eval_path: str) -> list[str]:
     """Every eval.json the report reads (the inputs of the tables and figures)."""
     return [run["eval"] for run in spec_from_config(config, eval_path)["runs"]]
+
+
+def prediction_files(config: Mapping[str, Any], eval_path: str, predictions_path: str) -> list[str]:
+    """Every predictions file the tables' bootstrap test reads (none with the t-test)."""
+    return [run["predictions"] for run in spec_from_config(config, eval_path, predictions_path)["runs"]
+            if "predictions" in run]
 
 
 def overhead_files(config: Mapping[str, Any], config_path: str, cache_path: str) -> dict[str, list[str]]:

@@ -172,8 +172,14 @@ def _seed_note(spec: ReportSpec) -> str:
 
 def _significance_note(spec: ReportSpec) -> str:
     n = len({run.seed for run in spec.runs})
-    note = (f"* differs from {spec.models[spec.reference]} ({spec.reference}) at p < {spec.alpha:g}: two-sided "
-            "paired t-test across seeds, runs paired by seed, same dataset.")
+    marked = f"* differs from {spec.models[spec.reference]} ({spec.reference}) at p < {spec.alpha:g}: "
+    if spec.significance.test == "bootstrap":
+        return marked + (
+            f"two-sided paired bootstrap over the test samples ({spec.significance.resamples} resamples of the test "
+            "segments, the same for every model; the difference of the seed means, nAUC recomputed on each "
+            "resample). It measures test-set sampling error given the trained models, not seed-to-seed variation "
+            "(report.significance_test: t_test).")
+    note = marked + "two-sided paired t-test across seeds, runs paired by seed, same dataset."
     if n < 3:
         note += (f" With {n} seed(s) the test has at most {max(n - 1, 0)} degree(s) of freedom and flags only "
                  "differences that are nearly constant across seeds; add seeds (run.seeds) for power.")

@@ -21,8 +21,9 @@ STAGE_SOURCES = {
     "plan": ["rider/stress/*.py"],
     "train": ["rider/model/*.py", "rider/train/*.py", "rider/checkpoint.py", "rider/metrics.py"],
     "evaluate": ["rider/evaluate.py", "rider/diagnostics.py", "rider/stress/*.py", "rider/model/*.py",
-                 "rider/train/data.py", "rider/checkpoint.py", "rider/metrics.py"],
-    "report": ["rider/report/*.py", "rider/metrics.py", "rider/model/*.py", "rider/atomic.py"],
+                 "rider/train/data.py", "rider/checkpoint.py", "rider/metrics.py", "rider/predictions.py"],
+    "report": ["rider/report/*.py", "rider/metrics.py", "rider/model/*.py", "rider/atomic.py",
+               "rider/predictions.py"],
 }
 RAW_ROLES = ("words", "audio", "vision", "labels")
 

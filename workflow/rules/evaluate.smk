@@ -3,7 +3,8 @@
 
 rule evaluate:
     output:
-        "results/{dataset}/{model}/seed{seed}/eval.json",
+        evaluation="results/{dataset}/{model}/seed{seed}/eval.json",
+        predictions="results/{dataset}/{model}/seed{seed}/predictions.h5",
     input:
         model="results/{dataset}/{model}/seed{seed}/model.pt",
         config="results/{dataset}/{model}/seed{seed}/config.json",
@@ -28,7 +29,7 @@ rule evaluate:
         ENV
     shell:
         "rider evaluate --checkpoint {params.checkpoint:q} --cache {input.cache:q} --plan {input.plan:q}"
-        " --threads {threads} --out {output:q} > {log} 2>&1"
+        " --threads {threads} --out {output.evaluation:q} --predictions {output.predictions:q} > {log} 2>&1"
 
 
 rule evaluations:

@@ -3,7 +3,7 @@
 # Which variants and runs: rider.report.spec (report.sweeps = full adds the Table 4/5 sweeps to the trained set).
 
 from rider.report.layout import FIGURE_FORMATS, FIGURES, OVERHEAD_TABLE, OVERHEAD_TITLE, TABLE_FORMATS, TABLES
-from rider.report.spec import eval_files, overhead_files, overhead_from_config, spec_from_config
+from rider.report.spec import eval_files, overhead_files, overhead_from_config, prediction_files, spec_from_config
 
 
 report: "../report/workflow.rst"
@@ -12,6 +12,7 @@ report: "../report/workflow.rst"
 # What to report comes from the config through rider.report.spec; the rules ask for it in input functions, so
 # a config whose report section does not fit (say, an untrained reference) fails only when a report is built.
 EVAL_PATH = "results/{dataset}/{model}/seed{seed}/eval.json"
+PREDICTIONS_PATH = "results/{dataset}/{model}/seed{seed}/predictions.h5"  # read by the tables' bootstrap test
 OVERHEAD_PATHS = {"config_path": "results/{dataset}/{model}/seed{seed}/config.json",
                   "cache_path": "resources/cache/{dataset}.h5"}
 # The paper's published numbers ship with the repository (resources/paper/), whatever the working directory.
@@ -36,10 +37,11 @@ rule tables:
         },
     input:
         evals=lambda wildcards: eval_files(config, EVAL_PATH),
+        predictions=lambda wildcards: prediction_files(config, EVAL_PATH, PREDICTIONS_PATH),
         **PAPER_FILES,
         code=sources("report"),
     params:
-        spec=lambda wildcards: json.dumps(spec_from_config(config, EVAL_PATH), sort_keys=True),
+        spec=lambda wildcards: json.dumps(spec_from_config(config, EVAL_PATH, PREDICTIONS_PATH), sort_keys=True),
         out_dir=subpath(output[0], parent=True),
     log:
         "logs/report/tables.log",
