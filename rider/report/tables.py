@@ -178,7 +178,7 @@ def _significance_note(spec: ReportSpec) -> str:
             f"two-sided paired bootstrap over the test samples ({spec.significance.resamples} resamples of the test "
             "segments, the same for every model; the difference of the seed means, nAUC recomputed on each "
             "resample). It measures test-set sampling error given the trained models, not seed-to-seed variation "
-            "(report.significance_test: t_test).")
+            "(which report.significance_test: t_test tests).")
     note = marked + "two-sided paired t-test across seeds, runs paired by seed, same dataset."
     if n < 3:
         note += (f" With {n} seed(s) the test has at most {max(n - 1, 0)} degree(s) of freedom and flags only "
