@@ -104,8 +104,20 @@ def nauc(severities: npt.ArrayLike, values: npt.ArrayLike) -> float:
     m = np.asarray(values, dtype=np.float64)
     if s.ndim != 1 or m.ndim != 1:
         raise ValueError(f"severities and values must be 1-D, got shapes {s.shape} and {m.shape}")
-    if s.size != m.size:
-        raise ValueError(f"{s.size} severities but {m.size} values")
+    return float(nauc_curves(s, m))
+
+
+def nauc_curves(severities: npt.ArrayLike, values: npt.ArrayLike) -> np.ndarray:
+    """``nauc`` of every curve at once: ``values`` (..., K) at ``severities`` (K,) -> nAUC of shape (...).
+
+    The checks and the NaN rule are ``nauc``'s (the bootstrap of rider.report.bootstrap scores B curves per run).
+    """
+    s = np.asarray(severities, dtype=np.float64)
+    m = np.asarray(values, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"severities must be 1-D, got shape {s.shape}")
+    if m.ndim == 0 or m.shape[-1] != s.size:
+        raise ValueError(f"{s.size} severities but {m.shape[-1] if m.ndim else 0} values")
     if s.size < 2:
         raise ValueError(f"nAUC needs at least 2 severities, got {s.size}")
     if not np.all(np.isfinite(s)):
@@ -114,8 +126,8 @@ def nauc(severities: npt.ArrayLike, values: npt.ArrayLike) -> float:
         raise ValueError(f"severities must be strictly increasing, got {s.tolist()}")
     if np.any(np.isinf(m)):
         raise ValueError(f"values must not be infinite, got {m.tolist()}")
-    auc = np.sum(np.diff(s) * (m[1:] + m[:-1]) / 2.0)  # Eq. 53: trapezoidal rule
-    return float(auc / (s[-1] - s[0]))  # Eq. 54: normalise by the severity range
+    auc = np.sum(np.diff(s) * (m[..., 1:] + m[..., :-1]) / 2.0, axis=-1)  # Eq. 53: trapezoidal rule
+    return auc / (s[-1] - s[0])  # Eq. 54: normalise by the severity range
 
 
 def _as_vector(x: npt.ArrayLike, name: str) -> np.ndarray:

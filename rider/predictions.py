@@ -29,7 +29,7 @@ WHAT = "predictions file"
 
 @dataclass(frozen=True)
 class Predictions:
-    ids: np.ndarray  # (N,) str
+    ids: np.ndarray  # (N,) str (object array when read back)
     labels: np.ndarray  # (N,) float64
     clean: np.ndarray  # (N,) float64
     stress: Mapping[str, tuple[np.ndarray, np.ndarray]]  # stressor -> (severities (K,), predictions (K, N))
@@ -56,20 +56,18 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
     path = Path(path)
     with open_h5(path, WHAT) as f:
         try:
-            ids = np.asarray([i.decode() if isinstance(i, bytes) else str(i) for i in f["ids"][()]])
+            ids = np.asarray(f["ids"].asstr()[()], dtype=object)
             labels, clean = f["labels"][()].astype(np.float64), f["clean"][()].astype(np.float64)
             stress = {name: (np.asarray(data.attrs["severities"], dtype=np.float64), data[()].astype(np.float64))
                       for name, data in f["stress"].items()}
         except KeyError as err:
             raise DataError(f"{path}: {WHAT} lacks {err.args[0] if err.args else 'a dataset'}") from None
     n = len(ids)
-    shapes = {"labels": labels.shape, "clean": clean.shape,
-              **{f"stress/{name}": values.shape for name, (_, values) in stress.items()}}
-    for name, shape in shapes.items():
-        expected = (n,) if "/" not in name else (len(stress[name.split("/")[1]][0]), n)
-        if shape != expected:
-            raise DataError(f"{path}: {name} has shape {shape}, expected {expected} ({n} ids)")
-    for name, values in [("labels", labels), ("clean", clean), *((f"stress/{k}", v) for k, (_, v) in stress.items())]:
+    arrays = [("labels", labels, (n,)), ("clean", clean, (n,)),
+              *((f"stress/{name}", values, (len(severities), n)) for name, (severities, values) in stress.items())]
+    for name, values, expected in arrays:
+        if values.shape != expected:
+            raise DataError(f"{path}: {name} has shape {values.shape}, expected {expected} ({n} ids)")
         if not np.all(np.isfinite(values)):
             raise DataError(f"{path}: {name} holds non-finite values")
     return Predictions(ids=ids, labels=labels, clean=clean, stress=stress)

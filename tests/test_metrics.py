@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rider.metrics import HEADLINE, HEADLINE_ACC2, HEADLINE_F1, METRIC_KEYS, nauc, regression_metrics
+from rider.metrics import HEADLINE, HEADLINE_ACC2, HEADLINE_F1, METRIC_KEYS, nauc, nauc_curves, regression_metrics
 
 
 # --- a 4-sample case with a zero label -------------------------------------------------------------------------
@@ -164,6 +164,19 @@ def test_nauc_non_uniform_grid():
     # a grid that does not start at 0: s = .2, .3, .8; M = .6, .4, .9
     # AUC = .1 * .5 + .5 * .65 = .375; range .6 -> .625
     assert nauc([0.2, 0.3, 0.8], [0.6, 0.4, 0.9]) == pytest.approx(0.625)
+
+
+def test_nauc_curves_is_nauc_of_each_curve():
+    """The bootstrap's many-curves form (Eqs. 53-54 along the last axis) equals nauc curve by curve."""
+    severities = [0.0, 0.1, 0.4, 1.0]
+    values = np.random.default_rng(1).uniform(size=(2, 7, len(severities)))
+    values[1, 3, 2] = np.nan
+    got = nauc_curves(severities, values)
+    assert got.shape == (2, 7)
+    expected = [[nauc(severities, curve) for curve in block] for block in values]
+    assert got == pytest.approx(np.array(expected), nan_ok=True) and np.isnan(got[1, 3])
+    with pytest.raises(ValueError, match="4 severities but 3 values"):
+        nauc_curves(severities, values[..., :3])
 
 
 def test_nauc_nan_propagates():

@@ -14,7 +14,6 @@ from rider.report.bootstrap import (
     ResampledLabels,
     bootstrap_p_values,
     resampled_metrics,
-    resampled_nauc,
     resampled_quantities,
     two_sided_p,
 )
@@ -56,12 +55,6 @@ def test_resampled_metrics_nan_cases_match():
     assert math.isnan(got["acc2_non0"][0]) and math.isnan(got["corr"][0])
     constant = resampled_metrics(np.full(4, 0.7), ResampledLabels(y, indices))
     assert np.isnan(constant["corr"]).all()
-
-
-def test_resampled_nauc_is_eq_53_54_per_row():
-    values = np.random.default_rng(1).uniform(size=(7, SEVERITIES.size))
-    got = resampled_nauc(SEVERITIES, values)
-    assert got == pytest.approx([nauc(SEVERITIES, row) for row in values])
 
 
 def test_two_sided_p():

@@ -173,17 +173,16 @@ def summarize(scalars: pd.DataFrame, reference: str, alpha: float = 0.05,
         keys = pd.MultiIndex.from_frame(summary[["dataset", "model", "quantity"]])
         summary["p_value"] = given.reindex(keys).to_numpy(dtype=np.float64)
         summary.loc[summary["model"] == reference, "p_value"] = np.nan
-        summary["significant"] = summary["p_value"] < alpha  # NaN compares False
-        return summary
-    by_seed = {key: dict(zip(part["seed"], part["value"]))
-               for key, part in scalars.groupby(["dataset", "model", "quantity"], sort=False)}
-    p_values = []
-    for row in summary.itertuples(index=False):
-        ref = by_seed.get((row.dataset, reference, row.quantity))
-        if row.model == reference or ref is None:
-            p_values.append(float("nan"))
-        else:
-            p_values.append(paired_p_value(by_seed[(row.dataset, row.model, row.quantity)], ref))
-    summary["p_value"] = p_values
+    else:
+        by_seed = {key: dict(zip(part["seed"], part["value"]))
+                   for key, part in scalars.groupby(["dataset", "model", "quantity"], sort=False)}
+        tested = []
+        for row in summary.itertuples(index=False):
+            ref = by_seed.get((row.dataset, reference, row.quantity))
+            if row.model == reference or ref is None:
+                tested.append(float("nan"))
+            else:
+                tested.append(paired_p_value(by_seed[(row.dataset, row.model, row.quantity)], ref))
+        summary["p_value"] = tested
     summary["significant"] = summary["p_value"] < alpha  # NaN compares False
     return summary

@@ -25,7 +25,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from rider.metrics import METRIC_KEYS
+from rider.metrics import METRIC_KEYS, nauc_curves
 from rider.predictions import Predictions
 from rider.report.spec import RunRef
 
@@ -89,20 +89,13 @@ def _binary_scores(pred_pos: np.ndarray, label_pos: np.ndarray, scored: np.ndarr
     return accuracy, weighted
 
 
-def resampled_nauc(severities: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """nAUC (Eqs. 53-54) of each resample's curve: ``values`` (B, K) at ``severities`` (K,) -> (B,)."""
-    s = np.asarray(severities, dtype=np.float64)
-    auc = np.sum(np.diff(s) * (values[:, 1:] + values[:, :-1]) / 2.0, axis=1)  # Eq. 53
-    return auc / (s[-1] - s[0])  # Eq. 54
-
-
 def resampled_quantities(predictions: Predictions, labels: ResampledLabels) -> dict[str, np.ndarray]:
     """Every quantity the tables show for one run, on each resample: clean metrics and ``stressor.metric`` nAUC."""
     out = resampled_metrics(predictions.clean, labels)
     for stressor, (severities, values) in predictions.stress.items():
         curves = [resampled_metrics(row, labels) for row in values]
         for key in METRIC_KEYS:
-            out[f"{stressor}.{key}"] = resampled_nauc(severities, np.stack([c[key] for c in curves], axis=1))
+            out[f"{stressor}.{key}"] = nauc_curves(severities, np.stack([c[key] for c in curves], axis=1))  # (B,)
     return out
 
 

@@ -36,6 +36,7 @@ class RunRef:
 
 
 SIGNIFICANCE_TESTS = ("bootstrap", "t_test")
+SIGNIFICANCE_TYPES = {"test": str, "resamples": int, "seed": int}  # the fields of Significance, as JSON gives them
 
 
 @dataclass(frozen=True)
@@ -104,16 +105,14 @@ class ReportSpec:
         runs = tuple(RunRef(r["dataset"], r["model"], int(r["seed"]), Path(r["eval"]),
                             Path(r["predictions"]) if r.get("predictions") else None) for r in values["runs"])
         significance = dict(values.get("significance", {}))
-        unknown = sorted(set(significance) - {"test", "resamples", "seed"})
+        unknown = sorted(set(significance) - set(SIGNIFICANCE_TYPES))
         if unknown:
-            raise ValueError(f"report spec: unknown significance key(s) {unknown}; allowed: test, resamples, seed")
+            raise ValueError(f"report spec: unknown significance key(s) {unknown}; allowed: {list(SIGNIFICANCE_TYPES)}")
         models = values["models"]  # [[name, description], ...] keeps the order through JSON with sorted keys
         return cls(runs=runs, models=dict(models.items() if isinstance(models, Mapping) else models),
                    reference=values.get("reference", "rider_moe"),
                    alpha=float(values.get("alpha", 0.05)),
-                   significance=Significance(str(significance.get("test", "t_test")),
-                                             int(significance.get("resamples", 1000)),
-                                             int(significance.get("seed", 0))),
+                   significance=Significance(**{k: SIGNIFICANCE_TYPES[k](v) for k, v in significance.items()}),
                    tables={k: tuple(v) for k, v in values.get("tables", {}).items()},
                    paper=dict(values.get("paper", {})))
 
