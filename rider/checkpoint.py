@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from rider.atomic import atomic_path
-from rider.model import DEFAULT_KIND, ModelConfig, build_model
+from rider.model import DEFAULT_KIND, build_model, model_kind
 
 WEIGHTS, CONFIG, METADATA = "model.pt", "config.json", "metadata.json"
 
@@ -42,7 +42,8 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
     config = json.loads((folder / CONFIG).read_text())
     metadata = json.loads((folder / METADATA).read_text())
     config.setdefault("kind", DEFAULT_KIND)
-    model = build_model(ModelConfig.from_dict(config["model"], where=f"{folder / CONFIG}: model"), config["kind"])
+    kind = model_kind(config["kind"])
+    model = build_model(kind.config.from_dict(config["model"], where=f"{folder / CONFIG}: model"), kind.name)
     state = torch.load(folder / WEIGHTS, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), config, metadata

@@ -1,13 +1,11 @@
 """Evaluate one trained model: clean test metrics, every stressor at every severity, nAUC, routing, DIR checks.
 
 One job per model and seed loops over all severities (DESIGN §1); the test split is read once and every
-severity's corrupted inputs come from the shared stress plan, so every model sees the same bytes.
-
-A model without experts or routing (``text_only``) gets its clean metrics and the noise stressor, whose text part
-(a fraction of each sample's tokens zeroed) is what reaches it. Missingness and conflict are not evaluated for
-it and are listed under ``not_applicable``: conflict swaps only audio and vision, which it never reads (its
-predictions would equal the clean ones by construction), and missingness drops modalities of a three-modality
-plan, whose text-only part (text gone, nothing left to predict from) measures nothing about the model.
+severity's corrupted inputs come from the shared stress plan, so every model sees the same bytes. Every model kind
+goes through the same code: its ``ModelKind`` says how an absent modality reaches it (the presence mask, or zeroed
+features as App. C.2 gives the baselines), which stressors measure something about it (``ModelKind.stressors``:
+a text-only model has no conflict or missingness to react to; those are listed under ``not_applicable`` with the
+reason), and which extra outputs it has (routing weights, masked-view expert outputs for the DIR checks).
 """
 
 from __future__ import annotations
@@ -22,44 +20,41 @@ import torch
 from tqdm import tqdm
 
 from rider.checkpoint import load_checkpoint, write_json
+from rider.data.split import arrays_to_split, feature_scales, read_arrays
+from rider.device import resolve_device
 from rider.diagnostics import dir_diagnostics, latent_correlations
 from rider.metrics import METRIC_KEYS, nauc, regression_metrics
-from rider.model import EXPERTS, model_kind
+from rider.model import EXPERTS, ModelKind, model_kind
 from rider.predictions import Predictions, write_predictions
-from rider.stress import iter_severities, load_test_split, read_plan
-from rider.train.data import arrays_to_split, feature_scales, read_arrays
-from rider.train.trainer import resolve_device
+from rider.stress import iter_severities, load_test_split, read_plan, zero_absent
 
 log = logging.getLogger(__name__)
 
-# Why a model without routing skips a stressor (module docstring).
-NOT_APPLICABLE = {
-    "missing": "a text-only model: dropping text leaves nothing to predict from, dropping audio/vision changes nothing",
-    "conflict": "a text-only model: conflict swaps audio and vision, which it does not read",
-}
-
 
 @torch.no_grad()
-def run_model(model: torch.nn.Module, arrays: dict[str, np.ndarray], presence: np.ndarray | None,
+def run_model(model: torch.nn.Module, kind: ModelKind, arrays: dict[str, np.ndarray], presence: np.ndarray | None,
               scales: dict[str, np.ndarray] | None, device: torch.device, text_feature: str,
-              batch_size: int, with_views: bool = False, routed: bool = True) -> dict[str, np.ndarray]:
-    """Prediction (N,), routing π (N, E) and expert outputs (V, N, E) of ``model`` on numpy inputs
-    (the prediction alone for a model without routing)."""
+              batch_size: int, with_views: bool = False) -> dict[str, np.ndarray]:
+    """Prediction (N,) of ``model`` on numpy inputs, with routing π (N, E) and expert outputs (V, N, E) for a
+    routed kind. An absent modality (``presence`` False) reaches the model the way its kind declares."""
+    if presence is not None and kind.absent == "zeros":
+        arrays = zero_absent(arrays, presence)
     split = arrays_to_split(arrays, scales, device, text_feature)
     present = None if presence is None else torch.from_numpy(presence).to(device)
     parts: dict[str, list] = {"prediction": [], "routing": [], "experts": []}
     for start in range(0, len(split), batch_size):
         index = torch.arange(start, min(start + batch_size, len(split)), device=device)
         text, audio, vision, lengths, _ = split.batch(index)
-        out = model(text, audio, vision, lengths, None if present is None else present[index], with_views=with_views)
+        options = kind.call_options(None if present is None else present[index], with_views)
+        out = model(text, audio, vision, lengths, **options)
         parts["prediction"].append(out.prediction.float().cpu())
-        if routed:
+        if kind.routed:
             parts["routing"].append(out.routing.float().cpu())
             parts["experts"].append(out.expert_outputs.float().cpu())
-    if not routed:
-        return {"prediction": torch.cat(parts["prediction"]).numpy()}
-    return {"prediction": torch.cat(parts["prediction"]).numpy(), "routing": torch.cat(parts["routing"]).numpy(),
-            "experts": torch.cat(parts["experts"], dim=1).numpy()}
+    result = {"prediction": torch.cat(parts["prediction"]).numpy()}
+    if kind.routed:
+        result.update(routing=torch.cat(parts["routing"]).numpy(), experts=torch.cat(parts["experts"], dim=1).numpy())
+    return result
 
 
 def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, plan_path: str | os.PathLike,
@@ -74,15 +69,15 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
     model, config, metadata = load_checkpoint(checkpoint_dir, torch_device)
     text_feature = config["train"]["text_feature"]
     kind = model_kind(config["kind"])
+    model_cfg = kind.config.from_dict(config["model"], where=f"{checkpoint_dir}: model")
     scales = feature_scales(cache_path, text_feature) if config["train"]["normalize"] else None
     # text_glove is always read: the stress plan's arrays are checked against it (zero columns without GloVe).
     test = load_test_split(cache_path, features=tuple(dict.fromkeys(("text_glove", text_feature, "audio", "vision"))))
     labels = test["labels"]
-    experts = () if not kind.routed else ("single",) if config["model"]["single_expert"] else EXPERTS
-    n_experts = len(experts)
+    experts = kind.expert_names(model_cfg)
+    dir_checks = kind.views and experts == EXPERTS  # App. C.4 needs the five U/R/S experts on the four views
 
-    clean = run_model(model, test, None, scales, torch_device, text_feature, batch_size, with_views=n_experts > 1,
-                      routed=kind.routed)
+    clean = run_model(model, kind, test, None, scales, torch_device, text_feature, batch_size, with_views=dir_checks)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint_dir),
         "kind": config["kind"],
@@ -96,21 +91,21 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
         "stress": {},
         "nauc": {},
     }
-    if n_experts > 1:
+    if dir_checks:
         result["dir"] = dir_diagnostics(clean["experts"], clean["routing"], labels)
     latents = read_arrays(cache_path, "test", text_feature).get("latents")
     if latents is not None and kind.routed:
         result["latent_correlation"] = latent_correlations(clean["experts"][0], latents, experts)
 
     plan = read_plan(plan_path)
-    stressors = list(plan.grids) if kind.routed else [s for s in plan.grids if s == "noise"]
-    if not kind.routed:
-        result["not_applicable"] = {s: NOT_APPLICABLE[s] for s in plan.grids if s not in stressors}
+    stressors, skipped = kind.stressors(tuple(plan.grids))
+    if skipped:
+        result["not_applicable"] = skipped
     severities = list(iter_severities(plan, test, stressors))
     per_sample: dict[str, list[np.ndarray]] = {}
     for stressor, severity, stressed in tqdm(severities, desc="evaluate", unit="severity"):
-        out = run_model(model, stressed.arrays, stressed.presence, scales, torch_device, text_feature, batch_size,
-                        routed=kind.routed)
+        out = run_model(model, kind, stressed.arrays, stressed.presence, scales, torch_device, text_feature,
+                        batch_size)
         per_sample.setdefault(stressor, []).append(out["prediction"])
         result["stress"].setdefault(stressor, []).append({
             "severity": float(severity),

@@ -189,16 +189,16 @@ def _terms(**values):
 def test_weighted_loss_applies_eq_3():
     terms = _terms(task=1, cls=2, uni=3, red=4, syn_off=5, syn_res=6)
     w = LossWeights(lambda_cls=0.1, lambda_pid=0.2, lambda_syn=0.3)
-    total, returned = weighted_loss(terms, w)
+    total, returned = weighted_loss(terms, w.coefficients())
     assert total.item() == pytest.approx(1 + 0.1 * 2 + 0.2 * (3 + 4) + 0.3 * (5 + 6))
-    assert returned is terms  # unweighted, for the log
-    off = weighted_loss(terms, LossWeights(lambda_cls=0.1, lambda_pid=0.2, lambda_syn=0.3, use_syn_off=False))[0]
-    res = weighted_loss(terms, LossWeights(lambda_cls=0.1, lambda_pid=0.2, lambda_syn=0.3, use_syn_res=False))[0]
+    assert returned == terms  # unweighted, for the log
+    off = weighted_loss(terms, LossWeights(lambda_cls=0.1, lambda_pid=0.2, lambda_syn=0.3, use_syn_off=False).coefficients())[0]
+    res = weighted_loss(terms, LossWeights(lambda_cls=0.1, lambda_pid=0.2, lambda_syn=0.3, use_syn_res=False).coefficients())[0]
     assert off.item() == pytest.approx(total.item() - 0.3 * 5)
     assert res.item() == pytest.approx(total.item() - 0.3 * 6)
 
 
 def test_a_term_with_zero_weight_cannot_leak_nan():
     terms = _terms(task=1, cls=2, uni=float("nan"), red=4, syn_off=float("nan"), syn_res=6)
-    total, _ = weighted_loss(terms, LossWeights(lambda_pid=0.0, use_syn_off=False))
+    total, _ = weighted_loss(terms, LossWeights(lambda_pid=0.0, use_syn_off=False).coefficients())
     assert total.item() == pytest.approx(1 + 0.05 * 2 + 0.05 * 6)

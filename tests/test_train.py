@@ -61,7 +61,7 @@ def test_checkpoint_reloads_with_weights_only(two_runs, small_dataset):
     assert all(isinstance(value, torch.Tensor) for value in state.values())
     assert not model.training
     # The best epoch's weights: reloading and predicting reproduces the recorded validation MAE.
-    from rider.train.data import load_split
+    from rider.data.split import load_split
     from rider.train.trainer import predict
 
     valid = load_split(small_dataset["cache"], "valid", torch.device("cpu"))

@@ -5,48 +5,32 @@ One concept per module: ``config`` (hyper-parameters), ``encoders`` (g_m), ``fus
 ``losses`` (Eqs. 2, 23, 43-52), ``params`` (parameter counts beside the paper's Table 6), ``text_only``
 (g_T and a regression head, for text-only data).
 
-Model kinds are registered in ``MODEL_KINDS``; a variant picks one with ``kind`` (config.yaml), the checkpoint's
-config.json records it, and the trainer, the checkpoint loader and the evaluation build from it.
+Every model, baseline or not, is a ``ModelKind`` (``kind``: what the pipeline needs to know) registered in
+``registry.MODEL_KINDS``; a variant picks one with ``kind`` (config.yaml), the checkpoint's config.json records it,
+and the one trainer, checkpoint loader and evaluator build from it. ``objective``: loss terms weighted in one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-import torch
 import torch.nn as nn
 
 from rider.model.config import LossWeights, ModelConfig, paper_config
 from rider.model.experts import EXPERTS, GroupedExperts, SeparateExperts, copy_expert_weights
-from rider.model.losses import TERMS, compute_loss, loss_terms, weighted_loss
+from rider.model.kind import ModelKind
+from rider.model.losses import TERMS, compute_loss, loss_terms
+from rider.model.objective import Batch, Objective, TaskLoss, weighted_loss
+from rider.model.registry import DEFAULT_KIND, MODEL_KINDS
 from rider.model.rider_moe import MODALITIES, VIEWS, RiderMoE, RiderOutput
-from rider.model.text_only import TEXT_ONLY_TERMS, TextOnlyModel, TextOnlyOutput, text_only_loss
+from rider.model.text_only import TextOnlyModel, TextOnlyOutput
 
 __all__ = [
-    "DEFAULT_KIND", "EXPERTS", "MODALITIES", "MODEL_KINDS", "TERMS", "VIEWS", "GroupedExperts", "LossWeights",
-    "ModelConfig", "ModelKind", "RiderMoE", "RiderOutput", "SeparateExperts", "TextOnlyModel", "TextOnlyOutput",
-    "build_model", "compute_loss", "copy_expert_weights", "count_parameters", "loss_terms", "model_kind",
-    "paper_config", "weighted_loss",
+    "DEFAULT_KIND", "EXPERTS", "MODALITIES", "MODEL_KINDS", "TERMS", "VIEWS", "Batch", "GroupedExperts",
+    "LossWeights", "ModelConfig", "ModelKind", "Objective", "RiderMoE", "RiderOutput", "SeparateExperts", "TaskLoss",
+    "TextOnlyModel", "TextOnlyOutput", "build_model", "compute_loss", "copy_expert_weights", "count_parameters",
+    "loss_terms", "model_kind", "paper_config", "weighted_loss",
 ]
-
-
-@dataclass(frozen=True)
-class ModelKind:
-    """What the trainer and the evaluation need to know about a kind of model."""
-
-    build: Callable[[ModelConfig], nn.Module]
-    loss: Callable[[Any, torch.Tensor, LossWeights], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-    terms: tuple[str, ...]       # the loss terms it logs per epoch
-    modalities: tuple[str, ...]  # the inputs it reads (text, audio, vision)
-    routed: bool                 # experts and routing: DIR checks, routing means, missingness and conflict apply
-
-
-MODEL_KINDS: dict[str, ModelKind] = {
-    "rider_moe": ModelKind(RiderMoE, compute_loss, TERMS, ("text", "audio", "vision"), routed=True),
-    "text_only": ModelKind(TextOnlyModel, text_only_loss, TEXT_ONLY_TERMS, ("text",), routed=False),
-}
-DEFAULT_KIND = "rider_moe"
 
 
 def model_kind(name: str) -> ModelKind:
@@ -55,12 +39,15 @@ def model_kind(name: str) -> ModelKind:
     return MODEL_KINDS[name]
 
 
-def build_model(model_cfg: ModelConfig | Mapping[str, Any], kind: str = DEFAULT_KIND) -> nn.Module:
-    """A freshly initialised model of ``kind`` (RIDER-MoE by default) from a ``ModelConfig`` or the plain dict
-    of config.yaml's model section."""
-    if not isinstance(model_cfg, ModelConfig):
-        model_cfg = ModelConfig.from_dict(model_cfg)
-    return model_kind(kind).build(model_cfg)
+def build_model(model_cfg: Any, kind: str = DEFAULT_KIND) -> nn.Module:
+    """A freshly initialised model of ``kind`` (RIDER-MoE by default) from its config dataclass or the plain dict
+    of its config section."""
+    entry = model_kind(kind)
+    if isinstance(model_cfg, Mapping):
+        model_cfg = entry.config.from_dict(model_cfg, where=f"{kind} model config")
+    if not isinstance(model_cfg, entry.config):
+        raise TypeError(f"model kind {kind!r} is built from a {entry.config.__name__}, got {type(model_cfg).__name__}")
+    return entry.build(model_cfg)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

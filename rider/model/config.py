@@ -98,6 +98,17 @@ class LossWeights:
             if getattr(self, name) < 0:
                 raise ValueError(f"LossWeights: {name} = {getattr(self, name)} must be >= 0")
 
+    def coefficients(self) -> dict[str, float]:
+        """Eq. 3: each unweighted term's weight; L_PID = uni + red (Eq. 47), L_syn = off + res (Eq. 52)."""
+        return {
+            "task": 1.0,
+            "cls": self.lambda_cls,
+            "uni": self.lambda_pid,
+            "red": self.lambda_pid,
+            "syn_off": self.lambda_syn * self.use_syn_off,
+            "syn_res": self.lambda_syn * self.use_syn_res,
+        }
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "loss weights") -> "LossWeights":
         return from_mapping(cls, values, where)

@@ -1,7 +1,7 @@
 """The training objective (Eq. 3): the task loss, the probe losses and Disentangled Interaction Regularization.
 
-``loss_terms`` turns a ``RiderOutput`` into named, unweighted terms; ``weighted_loss`` is the one place the
-coefficients are applied. Each term is a pure function of tensors so it can be checked on hand-made values.
+``loss_terms`` turns a ``RiderOutput`` into named, unweighted terms; ``LossWeights.coefficients`` gives each its
+weight, and ``rider.model.objective.weighted_loss`` is the one place they are applied. Each term is a pure function of tensors so it can be checked on hand-made values.
 
 The reliability weights r_m and r_bar that scale DIR terms are detached inside each function (DESIGN §3):
 they weight a loss, and a gradient through them would teach the router to shrink them instead of teaching
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from rider.model.config import LossWeights
 from rider.model.experts import EXPERTS, REDUNDANCY, SYNERGY, UNIQUE
+from rider.model.objective import PureObjective, task_loss, weighted_loss
 from rider.model.rider_moe import RiderOutput
 
 TERMS = ("task", "cls", "uni", "red", "syn_off", "syn_res")
@@ -25,10 +26,6 @@ TERMS = ("task", "cls", "uni", "red", "syn_off", "syn_res")
 def sentiment_class(y: torch.Tensor) -> torch.Tensor:
     """round(clip(y, -3, 3)) + 3 in {0..6}; torch.round rounds halves to even, as np.round does for Acc-7."""
     return (torch.round(y.clamp(-3.0, 3.0)) + 3).long()
-
-
-def task_loss(prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (prediction - y).abs().mean()  # Eq. 2: mean over the batch
 
 
 def probe_loss(probe_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -88,21 +85,12 @@ def loss_terms(out: RiderOutput, y: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def weighted_loss(terms: dict[str, torch.Tensor],
-                  weights: LossWeights) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eq. 3. A term with weight 0 is left out of the sum, not multiplied by 0, so a NaN there cannot leak."""
-    parts = [
-        (1.0, terms["task"]),
-        (weights.lambda_cls, terms["cls"]),
-        (weights.lambda_pid, terms["uni"] + terms["red"]),  # Eq. 47: L_PID
-        (weights.lambda_syn * weights.use_syn_off, terms["syn_off"]),  # Eq. 52: L_syn = off + res
-        (weights.lambda_syn * weights.use_syn_res, terms["syn_res"]),
-    ]
-    total = sum(w * t for w, t in parts if w)
-    return total, terms
-
-
 def compute_loss(out: RiderOutput, y: torch.Tensor,
                  weights: LossWeights) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 3 from a forward's output: (total, unweighted terms)."""
-    return weighted_loss(loss_terms(out, y), weights)
+    return weighted_loss(loss_terms(out, y), weights.coefficients())
+
+
+def rider_objective(config=None, weights: LossWeights | None = None, train_size: int = 0) -> PureObjective:
+    """RIDER-MoE's objective for the trainer: the terms of Eq. 3, stateless."""
+    return PureObjective(TERMS, loss_terms)

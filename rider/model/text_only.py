@@ -14,11 +14,8 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from rider.model.config import LossWeights, ModelConfig
+from rider.model.config import ModelConfig
 from rider.model.encoders import ModalityEncoder
-from rider.model.losses import task_loss
-
-TEXT_ONLY_TERMS = ("task",)
 
 
 class TextOnlyOutput(NamedTuple):
@@ -36,18 +33,10 @@ class TextOnlyModel(nn.Module):
         self.head = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(D, 1))
 
     def forward(self, text: torch.Tensor, audio: torch.Tensor | None, vision: torch.Tensor | None,
-                lengths: torch.Tensor, presence: torch.Tensor | None = None,
-                with_views: bool | None = None) -> TextOnlyOutput:
-        """text (B, L, Dt), lengths (B,); ``presence`` and ``with_views`` are accepted and have no effect."""
+                lengths: torch.Tensor) -> TextOnlyOutput:
+        """text (B, L, Dt), lengths (B,)."""
         if text.shape[-1] != self.cfg.text_dim:
             raise ValueError(f"TextOnlyModel: text has {text.shape[-1]} features, the config expects "
                              f"{self.cfg.text_dim}")
         h = self.encoder(text, lengths)  # (B, D)
         return TextOnlyOutput(self.head(h).squeeze(-1), h)  # (B,), (B, D)
-
-
-def text_only_loss(out: TextOnlyOutput, y: torch.Tensor,
-                   weights: LossWeights) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eq. 2 alone (the probe and DIR weights have nothing to act on): (total, {"task": ...})."""
-    task = task_loss(out.prediction, y)
-    return task, {"task": task}

@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rider.model import LossWeights, ModelConfig, build_model, compute_loss
-from rider.train.trainer import resolve_device
+from rider.device import resolve_device
 
 VIEWS = 4  # p in {0, -T, -A, -V}
 

@@ -1,7 +1,10 @@
 """Train one model variant with one seed (paper App. C.5: AdamW, batch 32; DESIGN §4).
 
-The checkpoint with the best validation MAE is kept. Every loss term and every validation metric is logged per
-epoch to ``epochs.csv``. The same seed on the same device gives the same numbers.
+One trainer serves every model kind (rider.model.MODEL_KINDS): the kind's objective gives the unweighted loss
+terms, its loss dataclass their weights; a stateful objective hears of every epoch and step (Self-MM's label
+memory), and a model with ``parameter_groups`` trains its parts at their own rates. The checkpoint with the best
+validation MAE is kept. Every loss term and every validation metric is logged per epoch to ``epochs.csv``. The
+same seed on the same device gives the same numbers.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from rider.checkpoint import save_checkpoint
 from rider.config import from_mapping
 from rider.metrics import METRIC_KEYS, regression_metrics
 from rider.data.csd import DataError
-from rider.model import DEFAULT_KIND, LossWeights, ModelConfig, build_model, count_parameters, model_kind
-from rider.train.data import Split, load_split
+from rider.data.split import Split, load_split
+from rider.device import resolve_device
+from rider.model import DEFAULT_KIND, Batch, LossWeights, ModelConfig, build_model, count_parameters, model_kind
+from rider.model.objective import weighted_loss
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +54,25 @@ class TrainConfig:
     compile: str = "auto"            # auto | on | off
     compile_mode: str = "reduce-overhead"
     compile_backend: str = "inductor"  # tests use aot_eager: the same graph capture without code generation
+    grad_clip: float = 0.0           # clip the gradient norm to this (0: no clipping); MulT's authors use 0.8
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything one training run depends on; Snakemake passes it as the rule's params."""
+    """Everything one training run depends on; Snakemake passes it as the rule's params. ``model`` and ``loss``
+    are the kind's own dataclasses (rider.model.MODEL_KINDS[kind].config / .loss)."""
 
-    kind: str = DEFAULT_KIND  # rider.model.MODEL_KINDS: rider_moe | text_only
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossWeights = field(default_factory=LossWeights)
+    kind: str = DEFAULT_KIND
+    model: Any = field(default_factory=ModelConfig)
+    loss: Any = field(default_factory=LossWeights)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        entry = model_kind(self.kind)
+        for part, expected in (("model", entry.config), ("loss", entry.loss)):
+            if not isinstance(getattr(self, part), expected):
+                raise TypeError(f"run spec: {part} of kind {self.kind!r} must be a {expected.__name__}, "
+                                f"got {type(getattr(self, part)).__name__}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "RunSpec":
@@ -66,11 +80,11 @@ class RunSpec:
         if unknown:
             raise ValueError(f"run spec: unknown key(s) {unknown}; allowed: ['kind', 'loss', 'model', 'train']")
         kind = values.get("kind", DEFAULT_KIND)
-        model_kind(kind)  # an unknown kind fails here, naming the known ones
+        entry = model_kind(kind)  # an unknown kind fails here, naming the known ones
         return cls(
             kind=kind,
-            model=ModelConfig.from_dict(values.get("model", {}), where="model"),
-            loss=LossWeights.from_dict(values.get("loss", {}), where="loss"),
+            model=entry.config.from_dict(values.get("model", {}), where=f"{kind} model"),
+            loss=entry.loss.from_dict(values.get("loss", {}), where=f"{kind} loss"),
             train=from_mapping(TrainConfig, values.get("train", {}), "train"),
         )
 
@@ -79,12 +93,18 @@ class RunSpec:
                 "train": dataclasses.asdict(self.train)}
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
+def run_config(dataset: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[str, Any]:
+    """A training run's settings (``RunSpec.from_dict``'s input) from a dataset's validated config section and a
+    variant of `models`: the kind's own sections (the dataset's ``model``/``loss`` for the kinds that share them,
+    ``baselines.<kind>`` for the others), the dataset's ``train`` under the kind's, and the variant's overrides on
+    top of each."""
+    kind = model_kind(variant.get("kind", DEFAULT_KIND))
+    own = dataset.get("baselines", {}).get(kind.name, {})
+    base = {part: dict(dataset.get(part, {})) if part in kind.shared_sections else dict(own.get(part, {}))
+            for part in ("model", "loss")}
+    base["train"] = {**dataset.get("train", {}), **own.get("train", {})}
+    run = {part: {**base[part], **variant.get(part, {})} for part in ("model", "loss", "train")}
+    return {"kind": kind.name, **run}
 
 
 def use_compile(config: TrainConfig, device: torch.device) -> bool:
@@ -132,35 +152,46 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
                                     **{f"{m}_dim": dims[m] for m in kind.modalities})
     spec = dataclasses.replace(spec, model=model_cfg)
     model = build_model(model_cfg, spec.kind).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.train.lr, weight_decay=spec.train.weight_decay)
+    # A model whose parts learn at their own rates says so (e.g. Self-MM's audio and vision sub-networks).
+    groups = (model.parameter_groups(spec.train.lr, spec.train.weight_decay)
+              if hasattr(model, "parameter_groups") else model.parameters())
+    optimizer = torch.optim.AdamW(groups, lr=spec.train.lr, weight_decay=spec.train.weight_decay)
+    objective = kind.objective(model_cfg, spec.loss, len(train_split))
+    coefficients = spec.loss.coefficients()
     order = torch.Generator(device=device).manual_seed(seed)
 
-    def forward_loss(text, audio, vision, lengths, labels):
-        return kind.loss(model(text, audio, vision, lengths), labels, spec.loss)
+    def forward_loss(batch: Batch):
+        output = model(batch.text, batch.audio, batch.vision, batch.lengths)
+        total, terms = weighted_loss(objective(output, batch), coefficients)
+        return total, terms, output
 
     if use_compile(spec.train, device):
         mode = spec.train.compile_mode if spec.train.compile_backend == "inductor" else None
         forward_loss = torch.compile(forward_loss, backend=spec.train.compile_backend, mode=mode)
     n_batches = (len(train_split) + spec.train.batch_size - 1) // spec.train.batch_size
-    log.info("training %d parameters on %s: %d samples, %d steps per epoch, %d epochs",
+    log.info("training %s, %d parameters on %s: %d samples, %d steps per epoch, %d epochs", spec.kind,
              count_parameters(model), device, len(train_split), n_batches, spec.train.epochs)
 
     rows, best, started = [], None, time.perf_counter()
-    progress = tqdm(range(1, spec.train.epochs + 1), desc="train", unit="epoch")
+    progress = tqdm(range(1, spec.train.epochs + 1), desc=f"train {spec.kind}", unit="epoch")
     for epoch in progress:
         epoch_start = time.perf_counter()
         model.train()
-        sums = {name: torch.zeros((), device=device) for name in ("total", *kind.terms)}
+        objective.start_epoch(epoch)
+        sums = {name: torch.zeros((), device=device) for name in ("total", *objective.terms)}
         permutation = torch.randperm(len(train_split), generator=order, device=device)
         for step in range(n_batches):
             index = permutation[step * spec.train.batch_size:(step + 1) * spec.train.batch_size]
-            text, audio, vision, lengths, labels = train_split.batch(index)
-            total, terms = forward_loss(text, audio, vision, lengths, labels)
+            batch = Batch(*train_split.batch(index), index=index)
+            total, terms, output = forward_loss(batch)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
+            if spec.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.train.grad_clip)
             optimizer.step()
+            objective.after_step(output, batch)
             sums["total"] += total.detach()
-            for name in kind.terms:
+            for name in objective.terms:
                 sums[name] += terms[name].detach()
         valid = regression_metrics(predict(model, valid_split, spec.train.eval_batch_size), valid_split.labels.cpu().numpy())
         row = {"epoch": epoch, **{f"train_{k}": float(v) / n_batches for k, v in sums.items()},

@@ -10,27 +10,26 @@ validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema
 
 ENV = "../../envs/rider.yaml"
 
-# Snakemake does not watch imported modules: the rider sources each stage runs are declared as its inputs,
-# so editing one reruns that stage (DESIGN §1).
-STAGE_SOURCES = {
-    "generate": ["rider/data/synthetic.py", "rider/data/csd.py", "rider/data/glove.py", "rider/data/folds.py"],
-    "download": ["rider/data/download.py", "rider/data/csd.py"],
-    "align": ["rider/data/align.py", "rider/data/csd.py"],
-    "transcribe": ["rider/data/transcripts.py", "rider/data/csd.py"],
-    "cache": ["rider/data/cache.py", "rider/data/glove.py", "rider/data/folds.py", "rider/data/bert.py"],
-    "plan": ["rider/stress/*.py"],
-    "train": ["rider/model/*.py", "rider/train/*.py", "rider/checkpoint.py", "rider/metrics.py"],
-    "evaluate": ["rider/evaluate.py", "rider/diagnostics.py", "rider/stress/*.py", "rider/model/*.py",
-                 "rider/train/data.py", "rider/checkpoint.py", "rider/metrics.py", "rider/predictions.py"],
-    "report": ["rider/report/*.py", "rider/metrics.py", "rider/model/*.py", "rider/atomic.py",
-               "rider/predictions.py"],
+# Snakemake does not watch imported modules: the rider sources each stage runs are declared as its inputs, so
+# editing one reruns that stage (DESIGN §1). They are read from the entry modules' imports (rider.sources).
+STAGE_MODULES = {
+    "generate": ["rider.data.synthetic"],
+    "download": ["rider.data.download"],
+    "align": ["rider.data.align"],
+    "transcribe": ["rider.data.transcripts"],
+    "cache": ["rider.data.cache"],
+    "plan": ["rider.stress"],
+    "train": ["rider.train.trainer"],
+    "evaluate": ["rider.evaluate"],
+    "report": ["rider.report.build"],
 }
 RAW_ROLES = ("words", "audio", "vision", "labels")
 
 
 def sources(stage):
-    base = Path(workflow.basedir)
-    return sorted(str(path) for pattern in STAGE_SOURCES[stage] for path in base.glob(pattern))
+    from rider.sources import stage_sources
+
+    return [str(Path(workflow.basedir) / path) for path in stage_sources(workflow.basedir, *STAGE_MODULES[stage])]
 
 
 def run_datasets():
@@ -48,13 +47,11 @@ def run_models():
 
 
 def run_spec(dataset, model):
-    """A training run's settings: the dataset's model/loss/train sections with the variant's overrides on top,
-    and the variant's model kind when it names one (RIDER-MoE otherwise)."""
-    section, variant = config["datasets"][dataset], config["models"][model]
-    run = {part: {**section[part], **variant.get(part, {})} for part in ("model", "loss", "train")}
-    if "kind" in variant:
-        run["kind"] = variant["kind"]
-    return json.dumps(run, sort_keys=True)
+    """A training run's settings (rider.train.trainer.run_config): the kind's sections of the dataset, the
+    variant's overrides on top."""
+    from rider.train.trainer import run_config
+
+    return json.dumps(run_config(config["datasets"][dataset], config["models"][model]), sort_keys=True)
 
 
 def spec(dataset, *parts):

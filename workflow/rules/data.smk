@@ -100,8 +100,7 @@ rule align:
         "resources/aligned/{dataset}.h5",
     input:
         unpack(raw_files),
-        # fast_align.py is listed here until common.smk's STAGE_SOURCES["align"] names it.
-        code=lambda wildcards: sorted(set(sources("align")) | {f"{workflow.basedir}/rider/data/fast_align.py"}),
+        code=sources("align"),
     params:
         spec=lambda wildcards: spec(wildcards.dataset, "source", "aligner"),
         aligner=lambda wildcards: config["datasets"][wildcards.dataset]["aligner"],

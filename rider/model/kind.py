@@ -1,0 +1,94 @@
+"""What the pipeline needs to know about a kind of model: the one interface every model, baseline or not, goes
+through (one trainer, one evaluator, one stress plan).
+
+A kind declares
+- ``config``: its frozen hyper-parameter dataclass (``from_dict``/``to_dict``; fields ``text_dim``, ``audio_dim``,
+  ``vision_dim`` and ``max_len``, which the trainer sets from the cache);
+- ``loss``: its frozen loss-coefficient dataclass, whose ``coefficients()`` maps each term to its weight;
+- ``build``: config -> a fresh ``nn.Module`` whose ``forward(text, audio, vision, lengths, **extra)`` returns a
+  NamedTuple with at least ``prediction`` (B,);
+- ``objective``: (config, loss, training-split size) -> an ``Objective``, the named, unweighted loss terms of an
+  output (stateful where a model learns from a per-sample memory, as Self-MM does);
+- ``modalities``: the inputs it reads, and ``absent``: how it receives an absent modality (App. C.2):
+  ``"presence"`` — the model is called with ``presence=(B, 3) bool`` and substitutes its own representation
+  (RIDER-MoE's MASK_m, or a model's own missing-modality mechanism); ``"zeros"`` — the evaluator zeroes the
+  absent modality's features and the model never sees the mask (the baselines, as App. C.2 says);
+- ``experts``: config -> the names of the experts its ``routing`` (B, E) and ``expert_outputs`` (V, B, E) cover,
+  or ``None`` for a model without routing; ``views``: it computes RIDER-MoE's masked views when called with
+  ``with_views=True``, so the DIR checks of App. C.4 apply;
+- ``shared_sections``: the parts of a dataset's config section it takes (RIDER-MoE: ``model`` and ``loss``; the
+  text-only model: ``model``); every other kind reads ``baselines.<name>`` of the dataset;
+- ``paper``: its configuration at the published sizes, by paper dataset (Table 6, the faithfulness counts).
+
+Two general training hooks serve models that need more than one loss and one learning rate: a stateful
+``Objective`` (``start_epoch``, ``after_step``, with the training rows of each batch in ``Batch.index``), and a
+model method ``parameter_groups(lr, weight_decay) -> list[dict]`` for parameter groups with their own rates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn as nn
+
+from rider.model.objective import Objective
+
+ABSENT_MODES = ("presence", "zeros")
+MODALITY_NAMES = ("text", "audio", "vision")
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    name: str
+    config: type
+    loss: type
+    build: Callable[[Any], nn.Module]
+    objective: Callable[[Any, Any, int], Objective]
+    modalities: tuple[str, ...] = MODALITY_NAMES
+    absent: str = "zeros"
+    experts: Callable[[Any], tuple[str, ...]] | None = None
+    views: bool = False
+    shared_sections: tuple[str, ...] = ()
+    # The authors' published sizes by paper dataset ("mosi", "mosei"): Table 6's counts and the faithfulness check.
+    paper: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.absent not in ABSENT_MODES:
+            raise ValueError(f"model kind {self.name}: absent = {self.absent!r}, expected one of {ABSENT_MODES}")
+        unknown = sorted(set(self.modalities) - set(MODALITY_NAMES))
+        if unknown or not self.modalities:
+            raise ValueError(f"model kind {self.name}: modalities {self.modalities}; expected some of {MODALITY_NAMES}")
+
+    @property
+    def routed(self) -> bool:
+        return self.experts is not None
+
+    def expert_names(self, cfg: Any) -> tuple[str, ...]:
+        return () if self.experts is None else tuple(self.experts(cfg))
+
+    def call_options(self, presence: torch.Tensor | None, with_views: bool) -> dict[str, Any]:
+        """The keyword arguments a forward call of this kind takes: the presence mask where the model handles
+        absence itself, masked views where it computes them."""
+        options: dict[str, Any] = {}
+        if self.absent == "presence" and presence is not None:
+            options["presence"] = presence
+        if self.views:
+            options["with_views"] = with_views
+        return options
+
+    def stressors(self, available: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:
+        """Which of the plan's stressors measure something about this kind, and why the others do not: noise
+        always; conflict (audio/vision swapped, text kept) only for a kind that reads audio or vision beside the
+        text; missingness only for a kind that reads more than one modality (with one, dropping it leaves nothing
+        to predict from, and dropping the others changes nothing)."""
+        reads = set(self.modalities)
+        skipped = {}
+        if "conflict" in available and not ({"audio", "vision"} & reads and "text" in reads):
+            skipped["conflict"] = (f"{self.name} reads {', '.join(self.modalities)}: conflict swaps audio and vision "
+                                   "and keeps the text, so it changes nothing this model can compare")
+        if "missing" in available and len(reads) < 2:
+            skipped["missing"] = (f"{self.name} reads only {self.modalities[0]}: dropping it leaves nothing to "
+                                  "predict from, dropping the others changes nothing")
+        return tuple(s for s in available if s not in skipped), skipped
