@@ -1,0 +1,169 @@
+"""Every registered model kind through the one interface, as timm tests every model: shapes, finite outputs,
+gradients reaching every parameter that should learn, the checkpoint round trip, the absent modality reaching the
+model the way its kind declares, a short training that beats predicting the mean, and evaluation under every
+stressor that applies. A new kind is covered by adding its small run below (a test fails until it is there)."""
+
+import dataclasses
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from rider.checkpoint import load_checkpoint, save_checkpoint
+from rider.evaluate import evaluate, run_model
+from rider.model import MODEL_KINDS, Batch, build_model, weighted_loss
+from rider.stress import DEFAULT_GRIDS, build_plan, zero_absent
+from rider.train.trainer import RunSpec, train
+
+from conftest import TINY_RUN
+
+KINDS = sorted(MODEL_KINDS)
+
+# A run per kind small enough to train in seconds on the SMALL synthetic set, sized within each architecture.
+SMALL_RUNS = {
+    "rider_moe": TINY_RUN,
+    "text_only": {"kind": "text_only", "model": TINY_RUN["model"], "train": {"epochs": 8, "lr": 3e-3}},
+}
+
+# Parameters that legitimately get no gradient from one training step of a kind, and why.
+NO_GRADIENT: dict[str, set[str]] = {}
+
+B, L = 4, 6
+DIMS = {"text_dim": 12, "audio_dim": 5, "vision_dim": 4, "max_len": L}
+
+
+def small_config(kind: str):
+    entry = MODEL_KINDS[kind]
+    spec = RunSpec.from_dict(SMALL_RUNS[kind])
+    return dataclasses.replace(spec.model, **{k: v for k, v in DIMS.items()
+                                              if k.replace("_dim", "") in entry.modalities or k == "max_len"})
+
+
+def batch(seed=0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.randn(B, L, DIMS["text_dim"], generator=g), torch.randn(B, L, DIMS["audio_dim"], generator=g),
+                 torch.randn(B, L, DIMS["vision_dim"], generator=g), torch.tensor([L, 3, 1, 5]),
+                 torch.tensor([2.5, 1.0, -0.5, 3.0]), torch.arange(B))  # labels unbalanced in sign: an L1
+    # loss's output bias gets sum(sign(prediction - y)) / B, which is 0 for two labels above and two below
+
+
+def test_every_kind_has_a_small_run():
+    assert set(SMALL_RUNS) == set(MODEL_KINDS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_output_shape_and_finite_even_for_an_empty_sample(kind):
+    torch.manual_seed(0)
+    model = build_model(small_config(kind), kind).eval()
+    x = batch()
+    lengths = torch.tensor([L, 3, 0, 5])
+    out = model(x.text, x.audio, x.vision, lengths)
+    assert out.prediction.shape == (B,)
+    assert torch.isfinite(out.prediction).all()
+    if MODEL_KINDS[kind].routed:
+        experts = MODEL_KINDS[kind].expert_names(small_config(kind))
+        assert out.routing.shape == (B, len(experts))
+        torch.testing.assert_close(out.routing.sum(-1), torch.ones(B))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_padding_never_reaches_the_prediction(kind):
+    torch.manual_seed(0)
+    model = build_model(small_config(kind), kind).eval()
+    x = batch()
+    padded = [t.clone() for t in (x.text, x.audio, x.vision)]
+    for t in padded:
+        t[1, 3:] = 50.0  # sample 1 has 3 real words
+    torch.testing.assert_close(model(*padded, x.lengths).prediction, model(x.text, x.audio, x.vision, x.lengths).prediction)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_parameter_that_should_learn_gets_a_gradient(kind):
+    torch.manual_seed(0)
+    cfg = small_config(kind)
+    entry = MODEL_KINDS[kind]
+    spec = RunSpec.from_dict(SMALL_RUNS[kind])
+    model = build_model(cfg, kind).train()
+    x = batch()
+    objective = entry.objective(cfg, spec.loss, B)
+    objective.start_epoch(1)
+    out = model(x.text, x.audio, x.vision, x.lengths)
+    total, terms = weighted_loss(objective(out, x), spec.loss.coefficients())
+    assert set(terms) == set(objective.terms) and torch.isfinite(total)
+    total.backward()
+    silent = {name for name, p in model.named_parameters()
+              if p.requires_grad and (p.grad is None or p.grad.abs().max() == 0)}
+    assert silent == NO_GRADIENT.get(kind, set())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_checkpoint_round_trip(kind, tmp_path):
+    torch.manual_seed(0)
+    cfg = small_config(kind)
+    model = build_model(cfg, kind).eval()
+    spec = dataclasses.replace(RunSpec.from_dict(SMALL_RUNS[kind]), model=cfg)
+    save_checkpoint(tmp_path, model.state_dict(), spec.to_dict(), {"seed": 0})
+    loaded, config, _ = load_checkpoint(tmp_path)
+    assert type(loaded) is type(model) and config["kind"] == kind
+    x = batch()
+    torch.testing.assert_close(loaded(x.text, x.audio, x.vision, x.lengths).prediction,
+                               model(x.text, x.audio, x.vision, x.lengths).prediction)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_absent_modality_reaches_the_model_as_its_kind_declares(kind):
+    torch.manual_seed(0)
+    entry = MODEL_KINDS[kind]
+    model = build_model(small_config(kind), kind).eval()
+    x = batch()
+    arrays = {"text_glove": x.text.numpy(), "audio": x.audio.numpy(), "vision": x.vision.numpy(),
+              "lengths": x.lengths.numpy(), "labels": x.labels.numpy(), "ids": np.array(list("abcd"), dtype=object)}
+    absent = {"text": 0, "audio": 1, "vision": 2}[entry.modalities[-1]]
+    presence = np.ones((B, 3), dtype=bool)
+    presence[[0, 2], absent] = False
+    stressed = run_model(model, entry, arrays, presence, None, torch.device("cpu"), "text_glove", 2)["prediction"]
+    zeroed = run_model(model, entry, zero_absent(arrays, presence), None, None, torch.device("cpu"), "text_glove",
+                       2)["prediction"]
+    clean = run_model(model, entry, arrays, None, None, torch.device("cpu"), "text_glove", 2)["prediction"]
+    if entry.absent == "zeros":  # App. C.2: exactly the zeroed features, and the mask itself never reaches it
+        np.testing.assert_array_equal(stressed, zeroed)
+    else:  # the model substitutes its own representation (RIDER-MoE: MASK_m), not zeros
+        assert not np.allclose(stressed, zeroed)
+    assert not np.allclose(stressed[[0, 2]], clean[[0, 2]])
+    np.testing.assert_allclose(stressed[[1, 3]], clean[[1, 3]], rtol=1e-5, atol=1e-6)  # other samples untouched
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def trained(request, small_dataset, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param)
+    metadata = train(RunSpec.from_dict(SMALL_RUNS[request.param]), small_dataset["cache"], folder, seed=1, threads=2)
+    return request.param, folder, metadata
+
+
+def test_a_short_training_beats_predicting_the_mean(trained, small_dataset):
+    kind, _, metadata = trained
+    with h5py.File(small_dataset["cache"]) as handle:
+        mean = handle["train/labels"][:].mean()
+        mean_mae = np.abs(handle["valid/labels"][:] - mean).mean()
+    assert metadata["kind"] == kind
+    assert metadata["best_valid"]["mae"] < 0.9 * mean_mae
+
+
+def test_evaluation_under_every_stressor_that_applies(trained, small_dataset, tmp_path):
+    kind, folder, _ = trained
+    entry = MODEL_KINDS[kind]
+    plan = build_plan(small_dataset["cache"], tmp_path / "plan.h5", seed=0)
+    result = evaluate(folder, small_dataset["cache"], plan, tmp_path / "eval.json", threads=2)
+    applies, skipped = entry.stressors(tuple(DEFAULT_GRIDS))
+    assert tuple(result["stress"]) == applies and tuple(result["nauc"]) == applies
+    assert set(result.get("not_applicable", {})) == set(skipped)
+    for stressor in applies:
+        points = result["stress"][stressor]
+        assert [p["severity"] for p in points] == list(DEFAULT_GRIDS[stressor])
+        assert points[0]["metrics"] == pytest.approx(result["clean"])  # severity 0 is the clean test set
+        assert points[-1]["metrics"]["mae"] != pytest.approx(result["clean"]["mae"])  # the stress reaches it
+        assert all(len(p["routing"]) == len(result["experts"]) for p in points)
+    assert ("dir" in result) == (entry.views and len(result["experts"]) == 5)
+    assert json.loads((tmp_path / "eval.json").read_text())["kind"] == kind
