@@ -108,23 +108,32 @@ def _evaluate(args: argparse.Namespace) -> None:
              predictions_path=args.predictions)
 
 
+def _overhead(args: argparse.Namespace) -> None:
+    import torch
+
+    from rider.train.overhead import write_overhead
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    write_overhead(args.run_config, args.cache, args.out, dataset=args.dataset, paper=args.paper, steps=args.steps,
+                   warmup=args.warmup)
+
+
+def _count(args: argparse.Namespace) -> None:
+    from rider.model.params import write_counts
+
+    write_counts(args.kinds, args.out)
+
+
 def _report(args: argparse.Namespace) -> None:
-    from rider.report.build import write_figures, write_overhead, write_tables
+    from rider.report.build import write_figures, write_tables
     from rider.report.spec import ReportSpec
 
-    needs = {"tables": ("paper", "paper_cost"), "figures": (), "overhead": ("paper_cost",)}[args.part]
+    needs = {"tables": ("paper", "paper_cost"), "figures": ()}[args.part]
     missing = [f"--{name.replace('_', '-')}" for name in needs if getattr(args, name) is None]
     if missing:
         raise ConfigError(f"rider report {args.part} needs {' and '.join(missing)}")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    if args.part == "overhead":
-        spec = json.loads(args.spec)
-        written = write_overhead(spec["datasets"], args.paper_cost, args.out_dir, steps=spec.get("steps", 10),
-                                 warmup=spec.get("warmup", 2))
-    elif args.part == "tables":
+    if args.part == "tables":
         written = write_tables(ReportSpec.from_json(args.spec), args.paper, args.paper_cost, args.out_dir)
     else:
         written = write_figures(ReportSpec.from_json(args.spec), args.out_dir)
@@ -211,18 +220,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--predictions", type=Path,
                      help="HDF5 file to write every per-sample test prediction into (the report's bootstrap test)")
 
-    sub = command("report", _report, "Write the report's tables, figures or App. D overhead from the evaluations.")
-    sub.add_argument("part", choices=("tables", "figures", "overhead"),
-                     help="tables: Tables 1-6; figures: Figures 3-5 and the latents; overhead: App. D step times")
+    sub = command("overhead", _overhead,
+                  "Time a trained run's training step, single view against the four views (App. D); write JSON.")
+    sub.add_argument("--run-config", required=True, type=Path, help="the run's checkpoint config.json")
+    sub.add_argument("--cache", required=True, type=Path, help="cache HDF5 file (its training split size)")
+    sub.add_argument("--dataset", required=True, help="the dataset's name (recorded)")
+    sub.add_argument("--paper", choices=("mosi", "mosei"), help="the paper dataset whose App. D numbers sit beside")
+    sub.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
+    sub.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    sub.add_argument("--threads", type=int, help="CPU threads for torch")
+    sub.add_argument("--out", required=True, type=Path, help="timing JSON to write")
+
+    sub = command("count", _count, "Count each model kind's parameters at its authors' published sizes; write JSON.")
+    sub.add_argument("--kinds", required=True, nargs="+", help="model kinds (rider.model.MODEL_KINDS)")
+    sub.add_argument("--out", required=True, type=Path, help="JSON file to write")
+
+    sub = command("report", _report, "Write the report's tables (with App. D) or figures from the evaluations.")
+    sub.add_argument("part", choices=("tables", "figures"),
+                     help="tables: Tables 1-6 and App. D; figures: Figures 3-5 and the latents")
     sub.add_argument("--spec", required=True,
-                     help='JSON. tables, figures: {"runs": [{"dataset", "model", "seed", "eval"}], "models": '
-                          '[[name, label]], "reference", "alpha", "tables", "paper"} (rider.report.spec); overhead: '
-                          '{"datasets": {NAME: {"config": config.json, "cache": cache.h5, "paper": "mosi"}}, "steps", '
-                          '"warmup"}')
+                     help='JSON: {"runs": [{"dataset", "model", "seed", "eval"}], "models": [[name, label]], '
+                          '"reference", "alpha", "tables", "paper", "baselines", "overhead", "parameters"} '
+                          '(rider.report.spec)')
     sub.add_argument("--paper", type=Path, help="published Tables 1-5 (resources/paper/rider_moe_published.csv)")
     sub.add_argument("--paper-cost", type=Path,
                      help="published Table 6 and App. D (resources/paper/rider_moe_published_cost.csv)")
-    sub.add_argument("--threads", type=int, help="CPU threads for torch")
     sub.add_argument("--out-dir", required=True, type=Path, help="folder to write the tables or figures into")
     return parser
 

@@ -81,6 +81,7 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint_dir),
         "kind": config["kind"],
+        "kind_note": kind.note,
         "seed": metadata["seed"],
         "best_epoch": metadata["best_epoch"],
         "valid": metadata["best_valid"],

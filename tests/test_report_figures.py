@@ -44,3 +44,19 @@ def test_figures_grow_with_the_datasets(tmp_path):
 def test_unknown_figure_is_refused(name):
     with pytest.raises(ValueError, match="unknown figure 'figure_nine'"):
         size_inches(name, 1)
+
+
+def test_figure3_draws_baselines_and_ablations_in_rows_of_their_own(tmp_path):
+    import dataclasses
+
+    spec = dataclasses.replace(make_spec(write_runs(tmp_path / "runs"), ablations=("rider_moe", "no_dir")),
+                               baselines=("single_expert",))  # stands in for a baseline kind
+    assert figures.curve_groups(spec) == [("vs baselines", ["rider_moe", "single_expert"]),
+                                          ("vs ablations", ["rider_moe", "no_dir"])]
+    figure = figures.figure3(curve_frame(load_evaluations(spec.runs)), spec)
+    assert tuple(figure.get_size_inches()) == pytest.approx(size_inches("figure3_severity", 1, 2))
+    axes = figure.axes
+    assert len(axes) == 2 * 2 * 3  # (Acc-2, Corr) x two groups, three stressors
+    labels = [set(ax.get_legend_handles_labels()[1]) for ax in axes]
+    assert labels[0] == {"RIDER-MoE (full)", "Expert collapse: single expert"}
+    assert labels[-1] == {"RIDER-MoE (full)", "w/o DIR (λ_PID = λ_syn = 0)"}

@@ -2,11 +2,12 @@
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
 from rider.config import ConfigError, load_config, validate_config
-from rider.report.spec import ReportSpec, overhead_from_config, report_models, spec_from_config
+from rider.report.spec import ReportSpec, overhead_run, report_models, run_kinds, spec_from_config
 
 from conftest import REPO
 
@@ -44,9 +45,12 @@ def test_spec_from_config_runs_labels_and_paper_counterparts(repo_config):
     assert spec.models["no_prior"] == "w/o prior injection (λ_p = 0)"
     assert spec.paper == {"synth_mosi": "mosi"}
     assert spec.rows("prior_sweep") == ("no_prior", "rider_moe", "no_consensus")
-    overhead = overhead_from_config(repo_config, "results/{dataset}/{model}/seed{seed}/config.json", "c/{dataset}.h5")
-    assert overhead == {"datasets": {"synth_mosi": {"config": "results/synth_mosi/rider_moe/seed0/config.json",
-                                                    "cache": "c/synth_mosi.h5", "paper": "mosi"}}}
+    assert overhead_run(repo_config, "synth_mosi", "results/{dataset}/{model}/seed{seed}/config.json") == \
+        "results/synth_mosi/rider_moe/seed0/config.json"
+    assert run_kinds(repo_config)[0] == "rider_moe"
+    measured = spec_from_config(repo_config, EVAL, overhead_path="r/{dataset}/overhead.json", parameters_path="p.json")
+    spec = ReportSpec.from_json(json.dumps(measured))
+    assert spec.overhead == {"synth_mosi": Path("r/synth_mosi/overhead.json")} and spec.parameters == Path("p.json")
 
 
 def test_the_tables_bootstrap_names_every_predictions_file(repo_config):
@@ -78,7 +82,7 @@ def test_minimal_config_reports_rider_moe():
     config = validate_config({"datasets": {"toy": {"source": "synthetic"}}}, SCHEMA)
     assert config["report"] == {"reference": "rider_moe", "alpha": 0.05, "significance_test": "bootstrap",
                                 "bootstrap_resamples": 1000, "bootstrap_seed": 0, "sweeps": "reduced",
-                                "ablations": [], "prior_sweep": [], "dir_sweep": []}
+                                "baselines": [], "ablations": [], "prior_sweep": [], "dir_sweep": []}
     assert report_models(config) == ["rider_moe"]
 
 

@@ -15,7 +15,9 @@ from report_evals import make_spec, write_runs
 
 PUBLISHED = REPO / "resources/paper/rider_moe_published.csv"
 COST = REPO / "resources/paper/rider_moe_published_cost.csv"
-SIZES = [{"dataset": "mosi", "ours": 3_126_843}, {"dataset": "mosei", "ours": 90_738_747}]
+SIZES = [{"kind": "rider_moe", "title": "RIDER-MoE", "dataset": "mosi", "parameters": 3_126_843},
+         {"kind": "rider_moe", "title": "RIDER-MoE", "dataset": "mosei", "parameters": 90_738_747},
+         {"kind": "tfn", "title": "TFN", "dataset": "mosi", "parameters": 9_261_723}]
 
 
 @pytest.fixture
@@ -31,21 +33,23 @@ def rows(table):
     return [(row.source, row.key) for row in table.rows]
 
 
-def test_table1_every_model_then_the_papers_rows(built):
+def test_table1_every_model_beside_its_published_row_then_the_other_papers_rows(built):
     spec, summary, published, _ = built
-    table = tab.clean_table(summary, spec, published)
+    table = tab.clean_table(summary, spec, published, kind_notes=("MISA: frozen text features",))
     assert [c.name for c in table.columns] == ["acc7", "acc2", "f1", "mae", "corr"]
     assert [c.header for c in table.columns] == ["Acc-7", "Acc-2", "F1", "MAE", "Corr"]
     assert table.columns[1].quantity == "acc2_non0" and table.columns[2].quantity == "f1_non0"
-    paper = ["tfn", "lmf", "mult", "misa", "self_mm", "mmim", "dmd", "emoe", "t_hne", "mma", "rider_moe"]
-    assert rows(table) == [("run", "rider_moe"), ("run", "no_dir"), ("run", "single_expert"),
+    paper = ["tfn", "lmf", "mult", "misa", "self_mm", "mmim", "dmd", "emoe", "t_hne", "mma"]
+    assert rows(table) == [("run", "rider_moe"), ("paper", "rider_moe"), ("run", "no_dir"), ("run", "single_expert"),
                            *(("paper", key) for key in paper)]
-    ours = table.rows[1].cells["acc2"]  # no_dir: 70, 73, 74 %
+    assert table.rows[1].label.startswith("↳ paper: RIDER-MoE")
+    assert "MISA: frozen text features" in table.notes
+    ours = table.rows[2].cells["acc2"]  # no_dir: 70, 73, 74 %
     assert ours.mean == pytest.approx(72.333333) and ours.std == pytest.approx(math.sqrt(39) / 3)
     assert ours.n == 3 and ours.significant
     assert tab.cell_text(ours, table.columns[1]) == "72.33 ± 2.08*"
     assert tab.cell_text(table.rows[0].cells["corr"], table.columns[4]) == "0.600 ± 0.100"
-    mma = table.rows[12].cells
+    mma = table.rows[13].cells
     assert (mma["acc2"].printed, mma["f1"].printed, mma["mae"].printed) == ("86.4", "86.40", "0.693")
     assert any("acc2_non0" in note for note in table.notes)
 
@@ -55,11 +59,11 @@ def test_table2_nauc_columns(built):
     table = tab.robustness_table(summary, spec, published)
     assert [c.name for c in table.columns] == ["noise_acc2", "noise_corr", "missing_acc2", "missing_corr",
                                                "conflict_acc2", "conflict_corr"]
-    assert rows(table)[:3] == [("run", "rider_moe"), ("run", "no_dir"), ("run", "single_expert")]
-    assert [key for source, key in rows(table)[3:]] == ["mmim", "dmd", "emoe", "t_hne", "mma", "rider_moe"]
+    assert rows(table)[:4] == [("run", "rider_moe"), ("paper", "rider_moe"), ("run", "no_dir"), ("run", "single_expert")]
+    assert [key for source, key in rows(table)[4:]] == ["mmim", "dmd", "emoe", "t_hne", "mma"]
     # rider_moe's noise nAUC of Acc-2: mean clean 82 % minus 0.1 · 0.5 · 100.
     assert table.rows[0].cells["noise_acc2"].mean == pytest.approx(77.0)
-    assert table.rows[-1].cells["conflict_corr"].printed == "0.734"
+    assert table.rows[1].cells["conflict_corr"].printed == "0.734"
 
 
 def test_table3_each_variant_followed_by_its_published_row(built):
@@ -93,8 +97,10 @@ def test_table6_memory_is_parameters_times_bytes(built):
     assert first["parameters"].mean == 1_000_000
     assert first["fp32_mib"].mean == pytest.approx(4_000_000 / 2**20)
     assert first["train_state_mib"].mean == pytest.approx(16_000_000 / 2**20)
-    assert rows(table)[-4:] == [("run", "ours_mosi"), ("paper", "mosi"), ("run", "ours_mosei"), ("paper", "mosei")]
-    paper_mosi = table.rows[-3].cells
+    assert rows(table)[-5:] == [("run", "rider_moe_mosi"), ("paper", "mosi"), ("run", "rider_moe_mosei"),
+                                ("paper", "mosei"), ("run", "tfn_mosi")]  # the paper's Table 6 has RIDER-MoE only
+    assert table.rows[-1].label == "TFN as built here, CMU-MOSI sizes"
+    paper_mosi = table.rows[-4].cells
     assert tab.cell_text(paper_mosi["parameters"], table.columns[0]) == "1,522,299"
     assert tab.cell_text(paper_mosi["fp32_mib"], table.columns[1]) == "5.81"
     # The paper's own memory figures follow its definition: 1,522,299 × 4 B = 5.807 MiB.
@@ -142,8 +148,22 @@ def test_the_four_files(built, tmp_path):
     assert page.startswith("<!DOCTYPE html>") and page.count('<tr class="paper">') == 3
 
 
-def test_write_tables_writes_every_table(built, tmp_path):
+def test_write_tables_writes_every_table_from_the_measured_files(built, tmp_path):
+    import dataclasses
+    import json
+
     spec, *_ = built
-    paths = write_tables(spec, PUBLISHED, COST, tmp_path, paper_sizes=SIZES)
-    assert sorted({p.stem for p in paths}) == sorted(tab.TABLES)
+    (tmp_path / "parameters.json").write_text(json.dumps(SIZES))
+    (tmp_path / "overhead.json").write_text(json.dumps({
+        "dataset": "synth_mosi", "paper": "mosi", "device": "CPU, 1 threads", "train_samples": 1284,
+        "batch_size": 32, "steps_per_epoch": 41, "epochs": 8, "total_steps": 328, "view_forwards": 1312,
+        "single_view_forwards": 328, "single_view_ms": 10.0, "four_view_ms": 14.0, "step_time_multiplier": 1.4,
+        "flop_ratio": 2.5}))
+    spec = dataclasses.replace(spec, parameters=tmp_path / "parameters.json",
+                               overhead={"synth_mosi": tmp_path / "overhead.json"})
+    paths = write_tables(spec, PUBLISHED, COST, tmp_path / "out")
+    assert sorted({p.stem for p in paths}) == sorted([*tab.TABLES, "overhead"])
     assert all(p.stat().st_size > 0 for p in paths)
+    (tmp_path / "parameters.json").write_text('[{"kind": ')  # truncated
+    with pytest.raises(ValueError, match="parameters.json: parameter-count file is not valid JSON"):
+        write_tables(spec, PUBLISHED, COST, tmp_path / "out")

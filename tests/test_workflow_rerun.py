@@ -74,3 +74,9 @@ def test_only_changed_stages_rerun(tmp_path):
     trainer = project / "rider/train/trainer.py"
     trainer.write_text(trainer.read_text() + "\n# an edit\n")
     assert planned_jobs(project, CONFIG) == {"train": 2, "evaluate": 2, "overhead": 1, **report}
+
+    # An edit to a source only the evaluation runs reruns the evaluations, not the training (rider.sources).
+    snakemake(project, CONFIG, "all")
+    evaluation = project / "rider/diagnostics.py"
+    evaluation.write_text(evaluation.read_text() + "\n# an edit\n")
+    assert planned_jobs(project, CONFIG) == {"evaluate": 2, **report}

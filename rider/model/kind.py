@@ -18,7 +18,8 @@ A kind declares
   ``with_views=True``, so the DIR checks of App. C.4 apply;
 - ``shared_sections``: the parts of a dataset's config section it takes (RIDER-MoE: ``model`` and ``loss``; the
   text-only model: ``model``); every other kind reads ``baselines.<name>`` of the dataset;
-- ``paper``: its configuration at the published sizes, by paper dataset (Table 6, the faithfulness counts).
+- ``paper``: its configuration at the published sizes, by paper dataset (Table 6, the faithfulness counts);
+  ``title`` and ``note``: its name and what a table's reader must know about it here (the evaluation records both).
 
 Two general training hooks serve models that need more than one loss and one learning rate: a stateful
 ``Objective`` (``start_epoch``, ``after_step``, with the training rows of each batch in ``Batch.index``), and a
@@ -53,6 +54,8 @@ class ModelKind:
     shared_sections: tuple[str, ...] = ()
     # The authors' published sizes by paper dataset ("mosi", "mosei"): Table 6's counts and the faithfulness check.
     paper: Mapping[str, Any] = field(default_factory=dict)
+    title: str = ""  # the model's name as its paper writes it (tables)
+    note: str = ""  # what a reader of the tables must know about it here (a deviation from the original)
 
     def __post_init__(self):
         if self.absent not in ABSENT_MODES:

@@ -19,11 +19,11 @@ RIDER_MOE = ModelKind(
     absent="presence",  # App. C.2: h_m <- MASK_m
     experts=lambda cfg: ("single",) if cfg.single_expert else EXPERTS, views=True,
     shared_sections=("model", "loss"),
-    paper={dataset: paper_config(dataset)[0] for dataset in ("mosi", "mosei")},
+    paper={dataset: paper_config(dataset)[0] for dataset in ("mosi", "mosei")}, title="RIDER-MoE",
 )
 TEXT_ONLY = ModelKind(
     name="text_only", config=ModelConfig, loss=TaskLoss, build=TextOnlyModel, objective=task_objective,
-    modalities=("text",), shared_sections=("model",),
+    modalities=("text",), shared_sections=("model",), title="Text only",
 )
 
 MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY)}

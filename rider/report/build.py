@@ -1,8 +1,9 @@
-"""The report's three jobs, from files to files: tables, figures, and the Appendix D overhead.
+"""The report's two jobs, from files to files: tables (Tables 1-6 and the Appendix D overhead) and figures.
 
 Each reads what the workflow hands it (a ``ReportSpec`` naming the eval.json of every run, the published-number
-files, a checkpoint's config) and writes into the folder it is given; the file names come from
-``rider.report.layout``. ``rider report tables|figures|overhead`` (rider/cli.py) calls these.
+files, the App. D timings and the counts at the published sizes, which stages of their own measured) and writes
+into the folder it is given; the file names come from ``rider.report.layout``. ``rider report tables|figures``
+(rider/cli.py) calls these. Nothing here builds, trains or times a model.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from rider.predictions import read_predictions
 from rider.report import figures as fig
@@ -18,50 +19,56 @@ from rider.report import tables as tab
 from rider.report.aggregate import (curve_frame, latent_frame, load_evaluations, routing_frame, scalar_frame,
                                     summarize)
 from rider.report.bootstrap import bootstrap_p_values
-from rider.report.layout import OVERHEAD_TABLE, OVERHEAD_TITLE, PAPER_DATASETS
+from rider.report.layout import OVERHEAD_TABLE, OVERHEAD_TITLE
 from rider.report.paper import load_published, load_published_cost
 from rider.report.spec import ReportSpec
 
 
-def paper_size_counts() -> list[dict[str, Any]]:
-    """Our RIDER-MoE's parameter count at the paper's App. C.5 MOSI and MOSEI sizes (rider.model.params counts
-    the same), built on the meta device: no memory is allocated, so the 91 M-parameter MOSEI model costs nothing."""
-    import torch
-
-    from rider.model import build_model, count_parameters
-    from rider.model.config import paper_config
-
-    counts = []
-    for dataset in PAPER_DATASETS:
-        with torch.device("meta"):
-            model = build_model(paper_config(dataset)[0])
-        counts.append({"dataset": dataset, "ours": count_parameters(model)})
-    return counts
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such {what}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: {what} is not valid JSON (truncated?): {err}") from None
 
 
-def build_tables(spec: ReportSpec, published_path: str | os.PathLike, cost_path: str | os.PathLike,
-                 paper_sizes: Sequence[Mapping] | None = None) -> list[tab.Table]:
-    """Tables 1-6 of the runs ``spec`` names. ``paper_sizes``: our parameter counts at the paper's sizes
-    (default: ``paper_size_counts()``)."""
+def build_tables(spec: ReportSpec, published_path: str | os.PathLike, cost_path: str | os.PathLike) -> list[tab.Table]:
+    """Tables 1-6 and the App. D table of the runs ``spec`` names; Table 6's counts at the published sizes and
+    App. D's timings are read from what ``rider count`` and ``rider overhead`` wrote (``spec.parameters``,
+    ``spec.overhead``)."""
     p_values = None
     if spec.significance.test == "bootstrap":
         predictions = {run: read_predictions(run.predictions) for run in spec.runs}
         p_values = bootstrap_p_values(predictions, spec.reference, spec.significance.resamples, spec.significance.seed)
-    summary = summarize(scalar_frame(load_evaluations(spec.runs)), spec.reference, spec.alpha, p_values)
+    evaluations = load_evaluations(spec.runs)
+    summary = summarize(scalar_frame(evaluations), spec.reference, spec.alpha, p_values)
     published, cost = load_published(published_path), load_published_cost(cost_path)
-    if paper_sizes is None:
-        paper_sizes = paper_size_counts()
+    paper_sizes = read_json(spec.parameters, "parameter-count file") if spec.parameters else []
+    measured = [read_json(path, "overhead timing") for path in spec.overhead.values()]
+    notes = kind_notes(evaluations, spec)
     return [
-        tab.clean_table(summary, spec, published),
-        tab.robustness_table(summary, spec, published),
+        tab.clean_table(summary, spec, published, notes),
+        tab.robustness_table(summary, spec, published, notes),
         *(tab.variant_table(name, summary, spec, published) for name in tab.VARIANT_TABLES),
         tab.parameter_table(summary, spec, cost, paper_sizes),
+        tab.overhead_table(measured, cost, OVERHEAD_TITLE, OVERHEAD_TABLE),
     ]
 
 
+def kind_notes(evaluations: Mapping, spec: ReportSpec) -> tuple[str, ...]:
+    """What a reader must know about the kinds in a table (a baseline reading frozen features where its original
+    fine-tunes BERT, ...): each evaluation's ``kind_note``, once per model."""
+    notes = {}
+    for run, result in evaluations.items():
+        if result.get("kind_note"):
+            notes.setdefault(run.model, f"{spec.models[run.model]}: {result['kind_note']}")
+    return tuple(notes[m] for m in spec.models if m in notes)
+
+
 def write_tables(spec: ReportSpec, published_path: str | os.PathLike, cost_path: str | os.PathLike,
-                 out_dir: str | os.PathLike, paper_sizes: Sequence[Mapping] | None = None) -> list[Path]:
-    return [path for table in build_tables(spec, published_path, cost_path, paper_sizes)
+                 out_dir: str | os.PathLike) -> list[Path]:
+    return [path for table in build_tables(spec, published_path, cost_path)
             for path in tab.write_table(table, out_dir)]
 
 
@@ -75,23 +82,3 @@ def write_figures(spec: ReportSpec, out_dir: str | os.PathLike) -> list[Path]:
         "figure_latents": fig.figure_latents(latent_frame(evaluations), spec),
     }
     return [path for name, figure in built.items() for path in fig.save_figure(figure, out_dir, name)]
-
-
-def write_overhead(datasets: Mapping[str, Mapping[str, Any]], cost_path: str | os.PathLike,
-                   out_dir: str | os.PathLike, steps: int = 10, warmup: int = 2) -> list[Path]:
-    """The Appendix D table: per dataset, ``{"config": config.json of a trained run, "cache": its cache,
-    "paper": "mosi" | "mosei" | None}``; step times measured here, now."""
-    from rider.data.cache import validate_cache
-    from rider.report.overhead import measure_overhead
-
-    measured = []
-    for dataset, where in datasets.items():
-        paper = where.get("paper")
-        if paper is not None and paper not in PAPER_DATASETS:
-            raise ValueError(f"overhead: dataset {dataset}: paper = {paper!r}, expected one of {PAPER_DATASETS}")
-        run_config = json.loads(Path(where["config"]).read_text())
-        train_samples = validate_cache(where["cache"])["train"]
-        measured.append({"dataset": dataset, "paper": paper,
-                         **measure_overhead(run_config, train_samples, steps=steps, warmup=warmup)})
-    table = tab.overhead_table(measured, load_published_cost(cost_path), OVERHEAD_TITLE, OVERHEAD_TABLE)
-    return tab.write_table(table, out_dir)

@@ -1,7 +1,8 @@
 """The paper's Figures 3-5 and a ground-truth check, from the tidy frames of ``rider.report.aggregate``.
 
 - Figure 3: Acc-2 and Corr against severity, one column per dataset × stressor, every variant; line = mean over
-  seeds, band = ± one sample std.
+  seeds, band = ± one sample std. With baselines (report.baselines), the reference against the baselines and the
+  reference against the other variants (the ablations) are drawn in rows of their own, so each stays readable.
 - Figure 4: the reference variant's mean full-view routing weights π_U = π_U_T + π_U_A + π_U_V, π_R and π_S
   against severity, one row per dataset.
 - Figure 5: the four DIR diagnostics (App. C.4) across the ablation variants: bar = mean, whisker = std, dots =
@@ -42,11 +43,13 @@ CURVE_METRICS: Final = ((HEADLINE_ACC2, "Acc-2 (%)", 100.0), ("corr", "Corr", 1.
 ROUTING_COLORS: Final = {"π_U": "tab:orange", "π_R": "tab:blue", "π_S": "tab:green"}
 
 
-def size_inches(name: str, n_datasets: int) -> tuple[float, float]:
-    """(width, height) in inches of figure ``name`` for ``n_datasets`` datasets (with latents, for the latents)."""
+def size_inches(name: str, n_datasets: int, n_groups: int = 1) -> tuple[float, float]:
+    """(width, height) in inches of figure ``name`` for ``n_datasets`` datasets (with latents, for the latents);
+    ``n_groups``: Figure 3's groups of models (``curve_groups``)."""
     rows = max(n_datasets, 1)
     if name == "figure3_severity":
-        return PANEL[0] * len(STRESSORS) * rows + LEGEND_WIDTH, PANEL[1] * len(CURVE_METRICS) + TITLE_HEIGHT
+        return (PANEL[0] * len(STRESSORS) * rows + LEGEND_WIDTH,
+                PANEL[1] * len(CURVE_METRICS) * n_groups + TITLE_HEIGHT)
     if name == "figure4_routing":
         return PANEL[0] * len(STRESSORS) + LEGEND_WIDTH, PANEL[1] * rows + TITLE_HEIGHT
     if name == "figure5_dir":
@@ -56,8 +59,8 @@ def size_inches(name: str, n_datasets: int) -> tuple[float, float]:
     raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
 
 
-def _figure(name: str, n_datasets: int) -> Figure:
-    fig = Figure(figsize=size_inches(name, n_datasets), dpi=DPI, layout="constrained")
+def _figure(name: str, n_datasets: int, n_groups: int = 1) -> Figure:
+    fig = Figure(figsize=size_inches(name, n_datasets, n_groups), dpi=DPI, layout="constrained")
     fig.suptitle(FIGURES[name], fontsize=11)
     return fig
 
@@ -86,39 +89,53 @@ def _band(ax, part: pd.DataFrame, scale: float, color, label: str | None, width:
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, lw=0, zorder=zorder - 1)
 
 
+def curve_groups(spec: ReportSpec) -> list[tuple[str, list[str]]]:
+    """Figure 3's row groups: (title, variants). With baselines: the reference with the baselines, then the
+    reference with every other variant; without: one group of every variant."""
+    if not spec.baselines:
+        return [("", list(spec.models))]
+    others = [m for m in spec.models if m not in spec.baselines and m != spec.reference]
+    groups = [("vs baselines", [spec.reference, *spec.baselines])]
+    if others:
+        groups.append(("vs ablations", [spec.reference, *others]))
+    return groups
+
+
 def figure3(curves: pd.DataFrame, spec: ReportSpec) -> Figure:
     """Acc-2 and Corr against severity per dataset × stressor, every variant (paper Figure 3)."""
-    datasets = spec.datasets
-    fig = _figure("figure3_severity", len(datasets))
-    axes = fig.subplots(len(CURVE_METRICS), len(STRESSORS) * len(datasets), squeeze=False)
+    datasets, groups = spec.datasets, curve_groups(spec)
+    fig = _figure("figure3_severity", len(datasets), len(groups))
+    axes = fig.subplots(len(CURVE_METRICS) * len(groups), len(STRESSORS) * len(datasets), squeeze=False)
     summary = over_seeds(curves[curves["metric"].isin([m for m, _, _ in CURVE_METRICS])],
                          ["dataset", "model", "stressor", "severity", "metric"])
-    colors = palette(list(spec.models), spec.reference)
-    groups = {key: part for key, part in summary.groupby(["dataset", "model", "stressor", "metric"], sort=False)}
-    for d, dataset in enumerate(datasets):
-        for s, stressor in enumerate(STRESSORS):
-            for r, (metric, ylabel, scale) in enumerate(CURVE_METRICS):
-                ax = axes[r, d * len(STRESSORS) + s]
-                drawn = False
-                for model in spec.models:  # the reference last, on top
-                    part = groups.get((dataset, model, stressor, metric))
-                    if part is None or model == spec.reference:
-                        continue
-                    _band(ax, part, scale, colors[model], spec.models[model])
-                    drawn = True
-                part = groups.get((dataset, spec.reference, stressor, metric))
-                if part is not None:
-                    _band(ax, part, scale, colors[spec.reference], spec.models[spec.reference], width=2.2, zorder=5)
-                    drawn = True
-                if not drawn:
-                    _empty(ax, f"no {stressor} evaluation")
-                ax.set_title(f"{dataset} · {STRESSOR_TITLES[stressor]}", fontsize=8)
-                ax.tick_params(labelsize=7)
-                ax.grid(alpha=0.3)
-                if d == 0 and s == 0:
-                    ax.set_ylabel(ylabel, fontsize=8)
-                if r == len(CURVE_METRICS) - 1:
-                    ax.set_xlabel("severity", fontsize=8)
+    found = {key: part for key, part in summary.groupby(["dataset", "model", "stressor", "metric"], sort=False)}
+    colors = palette(list(spec.models), spec.reference)  # one colour per variant across groups: one legend
+    for g, (title, models) in enumerate(groups):
+        for d, dataset in enumerate(datasets):
+            for s, stressor in enumerate(STRESSORS):
+                for r, (metric, ylabel, scale) in enumerate(CURVE_METRICS):
+                    ax = axes[g * len(CURVE_METRICS) + r, d * len(STRESSORS) + s]
+                    drawn = False
+                    for model in models:  # the reference last, on top
+                        part = found.get((dataset, model, stressor, metric))
+                        if part is None or model == spec.reference:
+                            continue
+                        _band(ax, part, scale, colors[model], spec.models[model])
+                        drawn = True
+                    part = found.get((dataset, spec.reference, stressor, metric))
+                    if part is not None:
+                        _band(ax, part, scale, colors[spec.reference], spec.models[spec.reference], width=2.2,
+                              zorder=5)
+                        drawn = True
+                    if not drawn:
+                        _empty(ax, f"no {stressor} evaluation")
+                    ax.set_title(" · ".join(filter(None, (dataset, STRESSOR_TITLES[stressor], title))), fontsize=8)
+                    ax.tick_params(labelsize=7)
+                    ax.grid(alpha=0.3)
+                    if d == 0 and s == 0:
+                        ax.set_ylabel(ylabel, fontsize=8)
+                    if r == len(CURVE_METRICS) - 1:
+                        ax.set_xlabel("severity", fontsize=8)
     _legend(fig, axes)
     return fig
 

@@ -9,7 +9,10 @@ The workflow builds this from its validated config with ``spec_from_config`` (re
      "reference": "rider_moe", "alpha": 0.05,
      "significance": {"test": "bootstrap", "resamples": 1000, "seed": 0},   # or {"test": "t_test"}
      "tables": {"ablations": [...], "prior_sweep": [...], "dir_sweep": [...]},   # Tables 3, 4, 5
-     "paper": {"synth_mosi": "mosi"}}                              # whose published numbers sit beside a dataset
+     "baselines": ["tfn", ...],                                    # Figure 3 draws them apart from the ablations
+     "paper": {"synth_mosi": "mosi"},                              # whose published numbers sit beside a dataset
+     "overhead": {"synth_mosi": "results/synth_mosi/overhead.json"},   # App. D timings (rider overhead)
+     "parameters": "results/parameters.json"}                      # counts at the published sizes (rider count)
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ class ReportSpec:
     significance: Significance = Significance()
     tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # TABLE_LISTS -> variants, in row order
     paper: Mapping[str, str | None] = field(default_factory=dict)  # dataset -> "mosi" / "mosei" / None
+    baselines: tuple[str, ...] = ()  # variants of other model kinds: Figure 3's baseline panels
+    overhead: Mapping[str, Path] = field(default_factory=dict)  # dataset -> App. D timing JSON (rider overhead)
+    parameters: Path | None = None  # counts at the published sizes (rider count)
 
     def __post_init__(self):
         if not self.runs:
@@ -98,7 +104,8 @@ class ReportSpec:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ReportSpec":
-        allowed = {"runs", "models", "reference", "alpha", "significance", "tables", "paper"}
+        allowed = {"runs", "models", "reference", "alpha", "significance", "tables", "paper", "baselines", "overhead",
+                   "parameters"}
         unknown = sorted(set(values) - allowed)
         if unknown:
             raise ValueError(f"report spec: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -114,7 +121,10 @@ class ReportSpec:
                    alpha=float(values.get("alpha", 0.05)),
                    significance=Significance(**{k: SIGNIFICANCE_TYPES[k](v) for k, v in significance.items()}),
                    tables={k: tuple(v) for k, v in values.get("tables", {}).items()},
-                   paper=dict(values.get("paper", {})))
+                   paper=dict(values.get("paper", {})),
+                   baselines=tuple(values.get("baselines", ())),
+                   overhead={d: Path(path) for d, path in values.get("overhead", {}).items()},
+                   parameters=Path(values["parameters"]) if values.get("parameters") else None)
 
     @classmethod
     def from_json(cls, text: str) -> "ReportSpec":
@@ -149,15 +159,16 @@ def report_models(config: Mapping[str, Any]) -> list[str]:
     return models
 
 
-def spec_from_config(config: Mapping[str, Any], eval_path: str, predictions_path: str | None = None
-                     ) -> dict[str, Any]:
+def spec_from_config(config: Mapping[str, Any], eval_path: str, predictions_path: str | None = None,
+                     overhead_path: str | None = None, parameters_path: str | None = None) -> dict[str, Any]:
     """The ``ReportSpec`` of a workflow run, as a JSON-ready dict.
 
     ``eval_path``, ``predictions_path``: where an evaluation and its per-sample predictions lie, templates with
     ``{dataset}``, ``{model}`` and ``{seed}``. The predictions are named when report.significance_test is
     ``bootstrap``; without ``predictions_path`` (the figures, which mark nothing) the spec holds no significance
-    settings, so changing them reruns only the tables. The paper counterpart of a dataset is the paper dataset
-    whose folds it uses (``datasets.<name>.folds``).
+    settings, so changing them reruns only the tables. ``overhead_path`` (``{dataset}``) and ``parameters_path``:
+    the App. D timings and the counts at the published sizes, which only the tables read. The paper counterpart
+    of a dataset is the paper dataset whose folds it uses (``datasets.<name>.folds``).
     """
     section, models, datasets = config["report"], report_models(config), config["run"]["datasets"]
     tested = predictions_path is not None
@@ -170,23 +181,28 @@ def spec_from_config(config: Mapping[str, Any], eval_path: str, predictions_path
         "reference": section["reference"],
         "alpha": section["alpha"],
         "tables": {name: list(section[name]) for name in TABLE_LISTS},
+        "baselines": [m for m in section["baselines"] if m in models],
         "paper": {d: config["datasets"][d]["folds"] for d in datasets},
     }
     if tested:
         spec["significance"] = {"test": section["significance_test"], "resamples": section["bootstrap_resamples"],
                                 "seed": section["bootstrap_seed"]}
+    if overhead_path is not None:
+        spec["overhead"] = {d: overhead_path.format(dataset=d) for d in datasets}
+    if parameters_path is not None:
+        spec["parameters"] = parameters_path
     return spec
 
 
-def overhead_from_config(config: Mapping[str, Any], config_path: str, cache_path: str) -> dict[str, Any]:
-    """What ``rider report overhead`` times: per dataset, the reference variant's first-seed ``config.json``
-    (``config_path``, a template with ``{dataset}``, ``{model}``, ``{seed}``) and the cache (``{dataset}``)."""
-    reference, seed = config["report"]["reference"], config["run"]["seeds"][0]
-    return {"datasets": {
-        d: {"config": config_path.format(dataset=d, model=reference, seed=seed), "cache": cache_path.format(dataset=d),
-            "paper": config["datasets"][d]["folds"]}
-        for d in config["run"]["datasets"]
-    }}
+def run_kinds(config: Mapping[str, Any]) -> list[str]:
+    """The model kinds of the variants the report covers, in order (what ``rider count`` counts)."""
+    return list(dict.fromkeys(config["models"][m].get("kind", "rider_moe") for m in report_models(config)))
+
+
+def overhead_run(config: Mapping[str, Any], dataset: str, config_path: str) -> str:
+    """The checkpoint ``config.json`` that App. D times on ``dataset``: the reference variant's first seed
+    (``config_path``: a template with ``{dataset}``, ``{model}``, ``{seed}``)."""
+    return config_path.format(dataset=dataset, model=config["report"]["reference"], seed=config["run"]["seeds"][0])
 
 
 def eval_files(config: Mapping[str, Any], eval_path: str) -> list[str]:
@@ -198,9 +214,3 @@ def prediction_files(config: Mapping[str, Any], eval_path: str, predictions_path
     """Every predictions file the tables' bootstrap test reads (none with the t-test)."""
     return [run["predictions"] for run in spec_from_config(config, eval_path, predictions_path)["runs"]
             if "predictions" in run]
-
-
-def overhead_files(config: Mapping[str, Any], config_path: str, cache_path: str) -> dict[str, list[str]]:
-    """The inputs of the overhead timing: the checkpoint configs and caches it reads."""
-    datasets = overhead_from_config(config, config_path, cache_path)["datasets"].values()
-    return {"configs": [where["config"] for where in datasets], "caches": [where["cache"] for where in datasets]}

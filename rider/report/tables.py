@@ -210,13 +210,16 @@ def _model_rows(spec: ReportSpec, found: Mapping, models: Iterable[str], columns
     return rows
 
 
-def _reference_block(spec: ReportSpec, columns: Sequence[Column], published: pd.DataFrame, table: int) -> list[Row]:
+def _reference_block(spec: ReportSpec, columns: Sequence[Column], published: pd.DataFrame, table: int,
+                     exclude: Mapping = {}) -> list[Row]:
+    """The paper's rows of a table for the models this run did not evaluate (``exclude``: the run's lookup)."""
     rows = []
     for dataset in spec.datasets:
         paper = spec.paper.get(dataset)
         if paper:
             rows.extend(_paper_row(dataset, key, f"{label} (paper)", cells, columns)
-                        for key, label, cells in published_rows(published, table, paper))
+                        for key, label, cells in published_rows(published, table, paper)
+                        if not any((dataset, key, c.quantity) in exclude for c in columns))
     return rows
 
 
@@ -225,22 +228,28 @@ def _sorted_by_dataset(spec: ReportSpec, rows: list[Row]) -> tuple[Row, ...]:
     return tuple(sorted(rows, key=lambda row: order[row.dataset]))  # stable: keeps the order within a dataset
 
 
-def clean_table(summary: pd.DataFrame, spec: ReportSpec, published: pd.DataFrame) -> Table:
-    """Table 1: clean metrics of every evaluated variant, then the paper's Table 1 rows."""
+def clean_table(summary: pd.DataFrame, spec: ReportSpec, published: pd.DataFrame,
+                kind_notes: Sequence[str] = ()) -> Table:
+    """Table 1: clean metrics of every evaluated variant, each followed by its published row where the paper has
+    one (RIDER-MoE and the baselines), then the paper's rows of models this run did not evaluate."""
     found = _lookup(summary)
-    rows = _model_rows(spec, found, spec.models, CLEAN, None, None) + _reference_block(spec, CLEAN, published, 1)
+    rows = (_model_rows(spec, found, spec.models, CLEAN, published, 1)
+            + _reference_block(spec, CLEAN, published, 1, exclude=found))
     return Table("table1_clean", TABLES["table1_clean"], CLEAN, _sorted_by_dataset(spec, rows), _groups(spec),
-                 (HEADLINE_NOTE, UNITS_NOTE, _seed_note(spec), _significance_note(spec), _paper_note(spec, 1)))
+                 (HEADLINE_NOTE, UNITS_NOTE, _seed_note(spec), _significance_note(spec), _paper_note(spec, 1),
+                  *kind_notes))
 
 
-def robustness_table(summary: pd.DataFrame, spec: ReportSpec, published: pd.DataFrame) -> Table:
-    """Table 2: nAUC of Acc-2 and Corr per stressor for every evaluated variant, then the paper's Table 2 rows."""
+def robustness_table(summary: pd.DataFrame, spec: ReportSpec, published: pd.DataFrame,
+                     kind_notes: Sequence[str] = ()) -> Table:
+    """Table 2: nAUC of Acc-2 and Corr per stressor for every evaluated variant, each followed by its published
+    row where the paper has one, then the paper's rows of models this run did not evaluate."""
     found = _lookup(summary)
-    rows = (_model_rows(spec, found, spec.models, ROBUSTNESS, None, None)
-            + _reference_block(spec, ROBUSTNESS, published, 2))
+    rows = (_model_rows(spec, found, spec.models, ROBUSTNESS, published, 2)
+            + _reference_block(spec, ROBUSTNESS, published, 2, exclude=found))
     return Table("table2_robustness", TABLES["table2_robustness"], ROBUSTNESS, _sorted_by_dataset(spec, rows),
                  _groups(spec), (NAUC_NOTE, HEADLINE_NOTE, UNITS_NOTE, _seed_note(spec), _significance_note(spec),
-                                 _paper_note(spec, 2)))
+                                 _paper_note(spec, 2), *kind_notes))
 
 
 VARIANT_TABLES: Final = {  # table name -> (config list, the paper's table number)
@@ -276,10 +285,10 @@ def memory_cells(parameters: float, n: int = 1) -> dict[str, Cell]:
 
 def parameter_table(summary: pd.DataFrame, spec: ReportSpec, published_cost: pd.DataFrame,
                     paper_sizes: Sequence[Mapping]) -> Table:
-    """Table 6: parameters and memory of every evaluated variant; our architecture at the paper's sizes.
+    """Table 6: parameters and memory of every evaluated variant; each kind at its authors' published sizes.
 
-    ``paper_sizes``: ``rider.model.params.parameter_table()`` rows (dataset, ours, ...), our RIDER-MoE built at
-    the App. C.5 MOSI / MOSEI sizes.
+    ``paper_sizes``: ``rider count`` rows ``{kind, title, dataset, parameters}`` (rider.model.params), every trained
+    kind built at the sizes its authors give for CMU-MOSI / CMU-MOSEI; the paper's own Table 6 row follows ours.
     """
     found = _lookup(summary)
     rows = []
@@ -289,20 +298,24 @@ def parameter_table(summary: pd.DataFrame, spec: ReportSpec, published_cost: pd.
             if hit is not None:
                 rows.append(Row(dataset, model, spec.models[model], "run", memory_cells(hit.mean, int(hit.n)),
                                 int(hit.n)))
-    group = "the paper's App. C.5 sizes"
+    group = "the published sizes (App. C.5; each baseline's authors)"
     printed = {(r.dataset, r.column): r.printed for r in published_cost.itertuples(index=False)}
     for size in paper_sizes:
-        paper = size["dataset"]
-        rows.append(Row(group, f"ours_{paper}", f"RIDER-MoE as built here, {PAPER_TITLES[paper]} sizes", "run",
-                        memory_cells(size["ours"]), 1))
+        kind, paper = size["kind"], size["dataset"]
+        rows.append(Row(group, f"{kind}_{paper}", f"{size.get('title', kind)} as built here, "
+                        f"{PAPER_TITLES[paper]} sizes", "run", memory_cells(size["parameters"]), 1))
         cells = {c.name: Cell(float(printed[(paper, c.name)]), printed=printed[(paper, c.name)])
                  for c in PARAMETERS if (paper, c.name) in printed}
-        rows.append(Row(group, paper, f"paper, {PAPER_TITLES[paper]} (Table 6)", "paper", cells))
+        if kind == "rider_moe" and cells:
+            rows.append(Row(group, paper, f"paper, {PAPER_TITLES[paper]} (Table 6)", "paper", cells))
     groups = {**{d: d for d in spec.datasets}, group: group}
     notes = ("Memory = parameters × bytes per parameter, in MiB (2^20 bytes): FP32 4 B, FP16 2 B, train state 16 B "
              "(mixed precision with AdamW: fp16 weights, fp32 master, fp16 grads, fp32 m and v), as the paper's "
              "Table 6 defines it.",
              "Parameter counts of this run come from each checkpoint's metadata (trainable parameters).",
+             "At the published sizes each model is built with the feature widths its authors' configuration names; "
+             "a baseline whose original fine-tunes BERT is counted without its text encoder (tests record the "
+             "authors' implementation's count beside ours).",
              "Our five experts are full Transformer stacks as §3.1 describes; at the App. C.5 sizes that gives more "
              "parameters than the paper's Table 6, whose counts five such experts cannot reach (DESIGN §3).")
     return Table("table6_parameters", TABLES["table6_parameters"], PARAMETERS, tuple(rows), groups, notes)
@@ -313,7 +326,7 @@ def overhead_table(measured: Sequence[Mapping], published_cost: pd.DataFrame, ti
     """Appendix D: steps, view-forwards and the four-view step-time multiplier measured on this run.
 
     ``measured``: one mapping per dataset with ``dataset``, ``paper`` (its published counterpart or None),
-    ``device`` and every ``OVERHEAD`` column (``rider.report.overhead.measure_overhead``).
+    ``device`` and every ``OVERHEAD`` column (``rider.train.overhead.measure_overhead``, via ``rider overhead``).
     """
     printed = {(r.dataset, r.column): r.printed for r in published_cost.itertuples(index=False)}
     rows, groups = [], {}

@@ -1,7 +1,9 @@
 # Helpers shared by the stages: config validation and the per-dataset lookups that rules need.
 
 import json
+import os
 import shlex
+import subprocess
 from pathlib import Path
 
 from rider.config import validate_config
@@ -9,6 +11,27 @@ from rider.config import validate_config
 validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml", source="config")
 
 ENV = "../../envs/rider.yaml"
+
+
+def visible_gpus():
+    """NVIDIA GPUs this host sees (nvidia-smi; none without the driver). Read once, when the workflow is parsed."""
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in listing.stdout.splitlines())
+
+
+# Model jobs (train, evaluate, overhead) on a GPU host: one per GPU (`gpu=1` each; the default profile caps `gpu`
+# at 1, `--resources gpu=N` lifts it) with 2 CPU threads. On a host without one, they share the cores: one thread
+# each, and at most one job per core (the `cpu_jobs` limit, whatever --cores says; `--resources cpu_jobs=N`
+# overrides it). The SLURM profile sets both for each of these jobs, as SLURM hands out the GPUs and cores there.
+GPUS = visible_gpus()
+CPU_CORES = len(os.sched_getaffinity(0))
+MODEL_JOB_THREADS = 2 if GPUS else 1
+MODEL_JOB_RESOURCES = {"gpu": 1 if GPUS else 0, "cpu_jobs": 0 if GPUS else 1}
+if "cpu_jobs" not in workflow.global_resources:
+    workflow.register_resource("cpu_jobs", CPU_CORES)
 
 # Snakemake does not watch imported modules: the rider sources each stage runs are declared as its inputs, so
 # editing one reruns that stage (DESIGN §1). They are read from the entry modules' imports (rider.sources).
@@ -20,6 +43,8 @@ STAGE_MODULES = {
     "cache": ["rider.data.cache"],
     "plan": ["rider.stress"],
     "train": ["rider.train.trainer"],
+    "overhead": ["rider.train.overhead"],
+    "parameters": ["rider.model.params"],
     "evaluate": ["rider.evaluate"],
     "report": ["rider.report.build"],
 }
@@ -48,10 +73,16 @@ def run_models():
 
 def run_spec(dataset, model):
     """A training run's settings (rider.train.trainer.run_config): the kind's sections of the dataset, the
-    variant's overrides on top."""
-    from rider.train.trainer import run_config
+    variant's overrides on top; checked by building its RunSpec now, so a bad value stops the workflow before
+    any job runs, naming the dataset and the variant."""
+    from rider.train.trainer import RunSpec, run_config
 
-    return json.dumps(run_config(config["datasets"][dataset], config["models"][model]), sort_keys=True)
+    run = run_config(config["datasets"][dataset], config["models"][model])
+    try:
+        RunSpec.from_dict(run)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"config: datasets.{dataset} with models.{model}: {err}") from None
+    return json.dumps(run, sort_keys=True)
 
 
 def spec(dataset, *parts):

@@ -20,9 +20,9 @@ rule evaluate:
         "logs/{dataset}/{model}/seed{seed}/evaluate.log",
     benchmark:
         "logs/{dataset}/{model}/seed{seed}/evaluate.benchmark.tsv"
-    threads: 2
+    threads: MODEL_JOB_THREADS
     resources:
-        gpu=1,
+        **MODEL_JOB_RESOURCES,
         mem_mb=8000,
         runtime=60,
     conda:

@@ -1,4 +1,5 @@
-# Training: one job per (dataset, model variant, seed); the GPU when there is one.
+# Training: one job per (dataset, model variant, seed); a GPU each where there are GPUs, else a core each
+# (MODEL_JOB_RESOURCES, common.smk).
 
 CHECKPOINT_FILES = ("model.pt", "config.json", "metadata.json", "epochs.csv")
 
@@ -21,9 +22,9 @@ rule train:
         "logs/{dataset}/{model}/seed{seed}/train.log",
     benchmark:
         "logs/{dataset}/{model}/seed{seed}/train.benchmark.tsv"
-    threads: 2
+    threads: MODEL_JOB_THREADS
     resources:
-        gpu=1,
+        **MODEL_JOB_RESOURCES,
         mem_mb=8000,
         runtime=240,
     conda:
@@ -31,3 +32,50 @@ rule train:
     shell:
         "rider train --spec {params.spec:q} --cache {input.cache:q} --seed {wildcards.seed}"
         " --threads {threads} --out-dir {params.out_dir:q} > {log} 2>&1"
+
+
+# App. D on this run: a few training steps of the reference variant's kind and configuration, single view against
+# four views. On a host without a GPU it claims every core (cpu_jobs), so that no other model job runs beside it.
+rule overhead:
+    output:
+        "results/{dataset}/overhead.json",
+    input:
+        run_config=lambda wildcards: overhead_run(config, wildcards.dataset, "results/{dataset}/{model}/seed{seed}/config.json"),
+        cache="resources/cache/{dataset}.h5",
+        code=sources("overhead"),
+    params:
+        paper=lambda wildcards: config["datasets"][wildcards.dataset]["folds"],
+    log:
+        "logs/{dataset}/overhead.log",
+    benchmark:
+        "logs/{dataset}/overhead.benchmark.tsv"
+    threads: MODEL_JOB_THREADS
+    resources:
+        **{**MODEL_JOB_RESOURCES, "cpu_jobs": 0 if GPUS else CPU_CORES},
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        ENV
+    shell:
+        "rider overhead --run-config {input.run_config:q} --cache {input.cache:q} --dataset {wildcards.dataset}"
+        " --paper {params.paper} --threads {threads} --out {output:q} > {log} 2>&1"
+
+
+# Table 6 at the published sizes: every trained kind built (on the meta device) at its authors' configuration.
+rule parameters:
+    output:
+        "results/parameters.json",
+    input:
+        code=sources("parameters"),
+    params:
+        kinds=lambda wildcards: " ".join(run_kinds(config)),
+    log:
+        "logs/parameters.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "rider count --kinds {params.kinds} --out {output:q} > {log} 2>&1"

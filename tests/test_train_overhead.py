@@ -2,7 +2,7 @@
 
 import pytest
 
-from rider.report.overhead import measure_step_times, step_counts
+from rider.train.overhead import measure_step_times, step_counts
 
 TINY = {"d_model": 16, "expert_layers": 1, "expert_heads": 2, "expert_ff": 32, "encoder_heads": 2,
         "text_dim": 12, "audio_dim": 6, "vision_dim": 5, "max_len": 8}
@@ -21,7 +21,7 @@ def test_step_counts_of_appendix_d():
 
 def test_four_views_cost_more_arithmetic_than_one():
     # masked_views: False, as trained by the ablation: the timing switches the views on to have four to time.
-    times = measure_step_times({**TINY, "masked_views": False}, {}, batch_size=4, steps=2, warmup=1, device="cpu")
+    times = measure_step_times("rider_moe", {**TINY, "masked_views": False}, {}, batch_size=4, steps=2, warmup=1, device="cpu")
     assert times["single_view_ms"] > 0 and times["four_view_ms"] > 0
     assert times["step_time_multiplier"] == pytest.approx(times["four_view_ms"] / times["single_view_ms"])
     # Encoders and router run once, fusion + experts four times: between 1x and 4x the arithmetic.
