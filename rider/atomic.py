@@ -31,3 +31,11 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, value) -> None:
+    """``value`` as indented JSON with sorted keys, written atomically."""
+    import json
+
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")

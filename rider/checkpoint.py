@@ -13,15 +13,10 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from rider.atomic import atomic_path
+from rider.atomic import atomic_path, write_json
 from rider.model import DEFAULT_KIND, build_model, model_kind
 
 WEIGHTS, CONFIG, METADATA = "model.pt", "config.json", "metadata.json"
-
-
-def write_json(path: str | os.PathLike, value: Any) -> None:
-    with atomic_path(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def save_checkpoint(folder: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any],

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rider.checkpoint import load_checkpoint, write_json
+from rider.atomic import write_json
+from rider.checkpoint import load_checkpoint
 from rider.data.split import arrays_to_split, feature_scales, read_arrays
 from rider.device import resolve_device
 from rider.diagnostics import dir_diagnostics, latent_correlations

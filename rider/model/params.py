@@ -13,6 +13,7 @@ from typing import Iterable
 
 import torch
 
+from rider.atomic import write_json
 from rider.model import MODEL_KINDS, build_model, count_parameters, model_kind
 
 TABLE_6 = {"mosi": 1_522_299, "mosei": 12_011_259}
@@ -32,8 +33,6 @@ def paper_size_counts(kinds: Iterable[str]) -> list[dict]:
 
 
 def write_counts(kinds: Iterable[str], out_path: str | os.PathLike) -> list[dict]:
-    from rider.checkpoint import write_json
-
     rows = paper_size_counts(kinds)
     write_json(out_path, rows)
     return rows

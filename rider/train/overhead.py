@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from rider.checkpoint import write_json
+from rider.atomic import write_json
 from rider.data.cache import validate_cache
 from rider.device import resolve_device
 from rider.model import Batch, build_model, model_kind, weighted_loss
