@@ -13,6 +13,7 @@ from rider.model.losses import rider_objective
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.rider_moe import RiderMoE
 from rider.model.text_only import TextOnlyModel
+from rider.model.tfn import KIND as TFN
 
 RIDER_MOE = ModelKind(
     name="rider_moe", config=ModelConfig, loss=LossWeights, build=RiderMoE, objective=rider_objective,
@@ -26,5 +27,5 @@ TEXT_ONLY = ModelKind(
     modalities=("text",), shared_sections=("model",),
 )
 
-MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY)}
+MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN)}
 DEFAULT_KIND = RIDER_MOE.name
