@@ -34,6 +34,15 @@ Where ours differs from the authors' code, and why:
 - Optimiser. MMSA trains TFN with Adam (no weight decay) until 8 epochs pass without a better validation loss;
   our one trainer uses AdamW with the dataset's train settings and a fixed number of epochs, keeping the best
   validation checkpoint (configs/paper.yaml sets weight_decay 0 and the authors' lr and batch size for TFN).
+- CPU speed and denormal floats (DESIGN §9). MMSA's LMF, which has this LSTM, slows on the CPU as it trains:
+  measured here on synthetic MOSI with 1 thread, from 1.5 s to 12.6 s per epoch by epoch 13 and over a minute by
+  epoch 14, with about 90 % of a step in oneDNN's LSTM backward: the gradient entering at position 50 runs back
+  through the padding steps and decays into denormal floats. torch.set_flush_denormal(True) takes that backward
+  from 0.97 s to 0.10 s per step. Ours reads the state after the last real word, so the gradient in the padding
+  steps is exactly 0; our LMF at the authors' MOSI sizes trained 60 epochs at a flat 1.3-2.1 s per epoch without
+  the flag (a few thousand AdamW first moments of dead units turn denormal after epoch 30, with no cost seen).
+  So the model code sets no process-wide flag. Should long real sequences bring the slowdown back, the switch
+  belongs where the process is set up (the CLI, beside the thread count), for every kind with an LSTM.
 - Text features are the cache's word features (GloVe 300 by default; MMSA's own MOSI file has 768-d BERT
   features per token). The architecture does not change, only text_dim.
 
