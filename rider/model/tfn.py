@@ -28,19 +28,20 @@ Where ours differs from the authors' code, and why:
   finite, and the same for every empty sample.
 - Text dropout. The authors' config lists a text dropout (dropouts[2]), but their TextSubNet sets it to 0 for a
   one-layer LSTM, so it is never applied; we leave the unused knob out.
-- The paper's language sub-network reads the LSTM outputs through a two-layer fully connected network; the
-  authors' PyTorch port and MMSA take the final hidden state through one Linear. We follow the code, whose sizes
-  the published MMSA numbers and our counts come from.
+- The paper's language sub-network puts fully connected layers after the LSTM; the authors' PyTorch port and
+  MMSA take the final hidden state through one Linear. We follow the code, whose sizes MMSA's published numbers
+  and our parameter counts come from.
 - Optimiser. MMSA trains TFN with Adam (no weight decay) until 8 epochs pass without a better validation loss;
   our one trainer uses AdamW with the dataset's train settings and a fixed number of epochs, keeping the best
-  validation checkpoint (configs/paper.yaml sets weight_decay 0 and the authors' lr and batch size for TFN).
+  validation checkpoint; a faithful run sets train.weight_decay 0 and the authors' lr and batch size.
 - CPU speed and denormal floats (DESIGN §9). MMSA's LMF, which has this LSTM, slows on the CPU as it trains:
-  measured here on synthetic MOSI with 1 thread, from 1.5 s to 12.6 s per epoch by epoch 13 and over a minute by
-  epoch 14, with about 90 % of a step in oneDNN's LSTM backward: the gradient entering at position 50 runs back
-  through the padding steps and decays into denormal floats. torch.set_flush_denormal(True) takes that backward
-  from 0.97 s to 0.10 s per step. Ours reads the state after the last real word, so the gradient in the padding
-  steps is exactly 0; our LMF at the authors' MOSI sizes trained 60 epochs at a flat 1.3-2.1 s per epoch without
-  the flag (a few thousand AdamW first moments of dead units turn denormal after epoch 30, with no cost seen).
+  measured here on synthetic MOSI with 1 thread, from 1.5 s to 12.6 s of CPU time per epoch by epoch 13 (epoch 14
+  had not ended two minutes later), with about 90 % of a step in oneDNN's LSTM backward. We attribute it to the
+  gradient that enters at position 50 and decays into denormal floats on its way back through the padding steps:
+  torch.set_flush_denormal(True) takes that backward from 0.97 s to 0.10 s per step, and ours, whose gradient
+  starts at the last real word (it is exactly 0 in the padding steps), does not slow: our LMF at the authors' MOSI
+  sizes trained 60 epochs at a flat 1.3-2.1 s per epoch without the flag (a few thousand AdamW first moments of
+  dead units turn denormal after epoch 30, with no cost seen).
   So the model code sets no process-wide flag. Should long real sequences bring the slowdown back, the switch
   belongs where the process is set up (the CLI, beside the thread count), for every kind with an LSTM.
 - Text features are the cache's word features (GloVe 300 by default; MMSA's own MOSI file has 768-d BERT
