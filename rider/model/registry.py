@@ -9,10 +9,12 @@ from __future__ import annotations
 from rider.model.config import LossWeights, ModelConfig, paper_config
 from rider.model.experts import EXPERTS
 from rider.model.kind import ModelKind
+from rider.model.lmf import KIND as LMF
 from rider.model.losses import rider_objective
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.rider_moe import RiderMoE
 from rider.model.text_only import TextOnlyModel
+from rider.model.tfn import KIND as TFN
 
 RIDER_MOE = ModelKind(
     name="rider_moe", config=ModelConfig, loss=LossWeights, build=RiderMoE, objective=rider_objective,
@@ -26,5 +28,5 @@ TEXT_ONLY = ModelKind(
     modalities=("text",), shared_sections=("model",), title="Text only",
 )
 
-MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY)}
+MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF)}
 DEFAULT_KIND = RIDER_MOE.name
