@@ -25,6 +25,10 @@ KINDS = sorted(MODEL_KINDS)
 SMALL_RUNS = {
     "rider_moe": TINY_RUN,
     "text_only": {"kind": "text_only", "model": TINY_RUN["model"], "train": {"epochs": 8, "lr": 3e-3}},
+    "tfn": {"kind": "tfn", "model": {"text_hidden": 32, "audio_hidden": 8, "vision_hidden": 8, "text_out": 8,
+                                     "post_fusion_dim": 16}, "train": {"epochs": 8, "lr": 3e-3, "weight_decay": 0.0}},
+    "lmf": {"kind": "lmf", "model": {"text_hidden": 32, "audio_hidden": 8, "vision_hidden": 16, "text_out": 16,
+                                     "factor_lr": 3e-3}, "train": {"epochs": 8, "lr": 3e-3}},
 }
 
 # Parameters that legitimately get no gradient from one training step of a kind, and why.

@@ -166,4 +166,4 @@ PAPER = {
 }
 
 KIND = ModelKind(name="lmf", config=LMFConfig, loss=TaskLoss, build=LMF, objective=task_objective, absent="zeros",
-                 paper=PAPER)
+                 paper=PAPER, title="LMF")

@@ -204,4 +204,4 @@ PAPER = {
 }
 
 KIND = ModelKind(name="tfn", config=TFNConfig, loss=TaskLoss, build=TFN, objective=task_objective, absent="zeros",
-                 paper=PAPER)
+                 paper=PAPER, title="TFN")
