@@ -19,7 +19,7 @@ from report_evals import EXPECTED, assert_drawn
 ARTIFACTS = REPO / "test-artifacts"
 # Two variants x two seeds of a very small model on a very small synthetic set, two severities per stressor.
 CONFIG = {
-    "run": {"datasets": ["tiny"], "models": ["rider_moe", "no_dir"], "seeds": [0, 1]},
+    "run": {"datasets": ["tiny"], "models": ["rider_moe", "no_dir", "tfn"], "seeds": [0, 1]},
     "datasets": {
         "tiny": {
             "source": "synthetic",
@@ -27,12 +27,15 @@ CONFIG = {
                           "vocabulary_size": 200, "audio_hz": 50},
             "model": {"d_model": 16, "expert_layers": 1, "expert_heads": 2, "expert_ff": 32, "encoder_heads": 2},
             "train": {"epochs": 2, "batch_size": 8},
+            "baselines": {"tfn": {"model": {"text_hidden": 16, "audio_hidden": 4, "vision_hidden": 4, "text_out": 4,
+                                            "post_fusion_dim": 8}}},
         }
     },
     "models": {"rider_moe": {"description": "RIDER-MoE (full)"},
                "no_dir": {"description": "w/o DIR (λ_PID = λ_syn = 0)", "loss": {"lambda_pid": 0.0, "lambda_syn": 0.0}},
-               "no_prior": {"description": "w/o prior injection (λ_p = 0)", "model": {"prior_strength": 0.0}}},
-    "report": {"ablations": ["rider_moe", "no_prior", "no_dir"], "prior_sweep": ["no_prior", "rider_moe"],
+               "no_prior": {"description": "w/o prior injection (λ_p = 0)", "model": {"prior_strength": 0.0}},
+               "tfn": {"description": "TFN", "kind": "tfn"}},
+    "report": {"baselines": ["tfn"], "ablations": ["rider_moe", "no_prior", "no_dir"], "prior_sweep": ["no_prior", "rider_moe"],
                "dir_sweep": ["no_dir", "rider_moe"]},
     "stress": {"grids": {"noise": [0.0, 0.5], "missing": [0.0, 0.6], "conflict": [0.0, 1.0]}},
 }
@@ -65,13 +68,17 @@ def test_all_builds_every_table(run):
             assert (run / f"results/tables/{name}.{fmt}").stat().st_size > 0, (name, fmt)
     table1 = pd.read_csv(run / "results/tables/table1_clean.csv")
     ours = table1[table1["source"] == "run"]
-    assert list(ours["key"]) == ["rider_moe", "no_dir"] and list(ours["n"]) == [2, 2]
+    assert list(ours["key"]) == ["rider_moe", "no_dir", "tfn"] and list(ours["n"]) == [2, 2, 2]
+    # Each trained model is followed by its published row (RIDER-MoE, TFN); the paper's other rows come after.
+    keys = list(zip(table1["source"], table1["key"]))
+    assert keys[keys.index(("run", "tfn")) + 1] == ("paper", "tfn")
     # The default significance test: a paired bootstrap over the evaluations' per-sample predictions.
     p_values = ours.set_index("key")[["mae_p", "corr_p", "acc2_p"]]
     assert p_values.loc["rider_moe"].isna().all()
     assert p_values.loc["no_dir"].between(0, 1).all()
     assert "paired bootstrap over the test samples" in (run / "results/tables/table1_clean.md").read_text()
-    assert (table1["source"] == "paper").sum() == 11  # RIDER-MoE's beside its run row, the ten baselines after
+    assert (table1["source"] == "paper").sum() == 11  # RIDER-MoE's and TFN's beside their run rows, the rest after
+    assert p_values.loc["tfn"].between(0, 1).all()  # the baseline is tested against RIDER-MoE like any variant
     table3 = pd.read_csv(run / "results/tables/table3_ablations.csv")
     assert list(zip(table3["source"], table3["key"])) == [("run", "rider_moe"), ("paper", "rider_moe"),
                                                           ("run", "no_dir"), ("paper", "no_dir")]
@@ -82,13 +89,17 @@ def test_all_builds_every_table(run):
         assert (run / f"logs/report/{job}.log").exists() and (run / f"logs/report/{job}.benchmark.tsv").exists()
     assert (run / "logs/tiny/overhead.log").exists() and (run / "results/tiny/overhead.json").exists()
     table6 = pd.read_csv(run / "results/tables/table6_parameters.csv")
-    assert {"rider_moe_mosi", "rider_moe_mosei"} <= set(table6["key"])
+    assert {"rider_moe_mosi", "rider_moe_mosei", "tfn_mosi", "tfn_mosei"} <= set(table6["key"])
+    table2 = pd.read_csv(run / "results/tables/table2_robustness.csv").set_index(["source", "key"])
+    assert table2.loc[("run", "tfn"), "missing_acc2"] > 0  # a baseline is stressed under every stressor
 
 
 @pytest.mark.slow
 def test_figures_from_a_tiny_real_run(run):
+    # Figure 3 has two row groups here: RIDER-MoE against the baseline, and against its ablation.
+    expected = {**EXPECTED, "figure3_severity": (EXPECTED["figure3_severity"][0], 2 * 2 * 360 + 75)}
     for name in FIGURES:
-        assert_drawn(run / f"results/figures/{name}.png", EXPECTED[name])
+        assert_drawn(run / f"results/figures/{name}.png", expected[name])
         assert (run / f"results/figures/{name}.pdf").read_bytes().startswith(b"%PDF")
 
 
