@@ -39,8 +39,6 @@ Where ours differs from the authors' code, and why
 - The convolution is always applied. MMSA skips it where a feature width equals d (text 30/50 never does here).
 - The self-attention transformers have their own depth (``self_layers``); the authors' code builds them with
   ``max(nlevels, 3)`` layers, which is 4 at both published sizes (the defaults).
-- Attention: q, k and v are three d x d projections; the authors' one (3d x d) ``in_proj`` matrix has the same
-  parameters, and we draw the weights from the same Xavier-uniform range it gives (fan 4d), biases 0.
 - Dropout rates as in the authors' ``get_network``: attention over a source uses that source's rate (text
   ``attn_dropout``, audio ``attn_dropout_audio``, vision ``attn_dropout_vision``); self-attention uses
   ``attn_dropout``. Keys and values get separate embedding-dropout masks, as theirs do.
@@ -154,17 +152,12 @@ class TransformerLayer(nn.Module):
         super().__init__()
         self.heads, self.attn_dropout, self.relu_dropout, self.res_dropout = heads, attn_dropout, relu_dropout, res_dropout
         self.norm_attn = nn.LayerNorm(dim)  # also normalises the source's keys and values (Eq. 4: LN(Z_source))
-        self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.in_proj = nn.Linear(dim, 3 * dim)  # W_Q, W_K, W_V stacked, as the authors keep them
         self.out = nn.Linear(dim, dim)
         self.norm_ff = nn.LayerNorm(dim)
         self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
-        # The authors' initialisation: one Xavier-uniform (3D, D) in_proj matrix, Xavier out/fc weights, zero biases.
-        bound = math.sqrt(6.0 / (dim + 3 * dim))
-        for linear in (self.query, self.key, self.value):
-            nn.init.uniform_(linear.weight, -bound, bound)
-        for linear in (self.out, self.fc1, self.fc2):
+        for linear in (self.in_proj, self.out, self.fc1, self.fc2):  # the authors' initialisation
             nn.init.xavier_uniform_(linear.weight)
-        for linear in (self.query, self.key, self.value, self.out, self.fc1, self.fc2):
             nn.init.zeros_(linear.bias)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,16 +165,21 @@ class TransformerLayer(nn.Module):
         return x.view(B, T, self.heads, D // self.heads).transpose(1, 2)  # (B, H, T, D/H)
 
     def forward(self, x: torch.Tensor, keys: torch.Tensor | None, values: torch.Tensor | None,
-                allowed: torch.Tensor) -> torch.Tensor:
+                mask: torch.Tensor) -> torch.Tensor:
         """x (B, Tq, D) target; keys, values (B, Tk, D) embedded source, None for self-attention;
-        allowed (B, 1, Tq, Tk) which keys each query may see."""
+        mask (B, 1, Tq, Tk): 0 where a query may see a key, -inf elsewhere."""
         B, Tq, D = x.shape
         h = self.norm_attn(x)  # (B, Tq, D)
-        k_in = h if keys is None else self.norm_attn(keys)  # (B, Tk, D)
-        v_in = h if values is None else self.norm_attn(values)  # (B, Tk, D)
-        attended = F.scaled_dot_product_attention(  # Eq. 1: softmax(Q K^T / sqrt(D/H)) V, per head
-            self.split_heads(self.query(h)), self.split_heads(self.key(k_in)), self.split_heads(self.value(v_in)),
-            attn_mask=allowed, dropout_p=self.attn_dropout if self.training else 0.0,
+        if keys is None:  # self-attention: one projection gives Q, K and V
+            q, k, v = self.in_proj(h).chunk(3, dim=-1)  # 3 x (B, Tq, D)
+        else:  # crossmodal: Q from the target, K and V from the source (Eq. 1)
+            w, b = self.in_proj.weight.chunk(3), self.in_proj.bias.chunk(3)
+            q = F.linear(h, w[0], b[0])  # (B, Tq, D)
+            k = F.linear(self.norm_attn(keys), w[1], b[1])  # (B, Tk, D)
+            v = F.linear(self.norm_attn(values), w[2], b[2])  # (B, Tk, D)
+        attended = F.scaled_dot_product_attention(  # Eq. 1: softmax(Q K^T / sqrt(D/H) + mask) V, per head
+            self.split_heads(q), self.split_heads(k), self.split_heads(v), attn_mask=mask,
+            dropout_p=self.attn_dropout if self.training else 0.0,
         )  # (B, H, Tq, D/H)
         attended = self.out(attended.transpose(1, 2).reshape(B, Tq, D))  # (B, Tq, D)
         x = x + F.dropout(attended, self.res_dropout, self.training)  # (B, Tq, D)
@@ -206,13 +204,13 @@ class Transformer(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(self.scale * x + self.positions[:x.shape[1]], self.embed_dropout, self.training)  # Eq. 3
 
-    def forward(self, x: torch.Tensor, source: torch.Tensor | None, allowed: torch.Tensor) -> torch.Tensor:
-        """x (B, Tq, dim), source (B, Tk, dim) or None, allowed (B, 1, Tq, Tk) -> (B, Tq, dim)."""
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, Tq, dim), source (B, Tk, dim) or None, mask (B, 1, Tq, Tk) additive -> (B, Tq, dim)."""
         x = self.embed(x)  # (B, Tq, dim)
         # Keys and values are the same source, embedded with separate dropout masks, as the authors do.
         keys, values = (None, None) if source is None else (self.embed(source), self.embed(source))  # (B, Tk, dim)
         for layer in self.layers:
-            x = layer(x, keys, values, allowed)  # (B, Tq, dim)
+            x = layer(x, keys, values, mask)  # (B, Tq, dim)
         return self.norm(x)  # (B, Tq, dim)
 
 
@@ -239,16 +237,16 @@ class MulT(nn.Module):
         self.proj1, self.proj2 = nn.Linear(6 * D, 6 * D), nn.Linear(6 * D, 6 * D)
         self.out = nn.Linear(6 * D, 1)
 
-    def allowed(self, steps_q: int, steps_k: int, real_k: torch.Tensor) -> torch.Tensor:
-        """(B, 1, Tq, Tk) bool: key j is a real step of the source (its first step for an empty sample, so that
-        no softmax row is empty) and, with ``causal``, j <= i + |Tk - Tq| (the authors' mask)."""
-        device = real_k.device
-        key = torch.arange(steps_k, device=device)
-        mask = (key[None, :] < real_k.clamp(min=1)[:, None])[:, None, None, :]  # (B, 1, 1, Tk)
+    def mask(self, steps_q: int, steps_k: int, real_k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(B, 1, Tq, Tk) additive attention mask, 0 where query i may see key j: j is a real step of the
+        source (its first step for an empty sample, so that no softmax row is empty) and, with ``causal``,
+        j <= i + |Tk - Tq| (the authors' mask); -inf elsewhere. Built once per transformer, used by every layer."""
+        key = torch.arange(steps_k, device=real_k.device)
+        allowed = (key[None, :] < real_k.clamp(min=1)[:, None])[:, None, None, :]  # (B, 1, 1, Tk)
         if self.cfg.causal:
-            query = torch.arange(steps_q, device=device)
-            mask = mask & (key[None, :] <= query[:, None] + abs(steps_k - steps_q))  # (B, 1, Tq, Tk)
-        return mask
+            query = torch.arange(steps_q, device=real_k.device)
+            allowed = allowed & (key[None, :] <= query[:, None] + abs(steps_k - steps_q))  # (B, 1, Tq, Tk)
+        return torch.zeros(allowed.shape, dtype=dtype, device=real_k.device).masked_fill(~allowed, float("-inf"))
 
     def forward(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor,
                 lengths: torch.Tensor) -> MultOutput:
@@ -277,11 +275,12 @@ class MulT(nn.Module):
 
         readouts = []
         for target in MODALITY_NAMES:
-            z = streams[target]
-            incoming = [self.crossmodal[f"{s}_to_{t}"](z, streams[s], self.allowed(z.shape[1], streams[s].shape[1], real[s]))
-                        for s, t in DIRECTIONS if t == target]  # 2 x (B, T_target, D), Eq. 4
+            z = streams[target]  # (B, T, D), T = T_target
+            T = z.shape[1]
+            incoming = [self.crossmodal[f"{s}_to_{t}"](z, streams[s], self.mask(T, streams[s].shape[1], real[s], z.dtype))
+                        for s, t in DIRECTIONS if t == target]  # 2 x (B, T, D), Eq. 4
             h = self.self_attention[target](torch.cat(incoming, dim=-1), None,
-                                            self.allowed(z.shape[1], z.shape[1], real[target]))  # (B, T_target, 2D)
+                                            self.mask(T, T, real[target], z.dtype))  # (B, T, 2D)
             last = (real[target] - 1).clamp(min=0)  # (B,) the last real step; an empty sample reads zeros
             readouts.append(h[torch.arange(B, device=h.device), last] * (real[target] > 0)[:, None])  # (B, 2D)
         fused = torch.cat(readouts, dim=-1)  # (B, 6D)
