@@ -1,5 +1,5 @@
 """MulT, the Multimodal Transformer (Tsai et al., ACL 2019, "Multimodal Transformer for Unaligned Multimodal
-Language Sequences"), a baseline of the paper's Tables 1-2.
+Language Sequences", arXiv 1906.00295, whose equation numbers we cite), a baseline of the paper's Table 1.
 
 Read against the authors' code (github.com/yaohungt/Multimodal-Transformer, ``src/models.py`` and
 ``modules/transformer.py``) and its packaging in MMSA 2.2.1 (``MMSA/models/singleTask/MULT.py``, whose
@@ -14,7 +14,13 @@ Read against the authors' code (github.com/yaohungt/Multimodal-Transformer, ``sr
 4. per target, the two streams that reach it concatenated (2d) and passed through a self-attention
    transformer (§3.3), read out at one time step;
 5. the three read-outs concatenated (6d), a residual two-layer MLP and a linear output (§3.3).
-It is trained on the task loss alone (MMSA's regression setting: L1, Eq. 2 of RIDER-MoE).
+It is trained on the task loss alone (MMSA's regression setting: L1, Eq. 2 of RIDER-MoE). The text is the
+cached word features (GloVe, or frozen BERT-family features) fed straight to the convolution, as MMSA's MulT
+does by default (``use_bert`` false): nothing here is fine-tuned.
+
+Checked once against MMSA 2.2.1 itself (in a scratch environment; MMSA is no dependency): with its weights
+copied in, ``position_embedding`` off and every sample full-length (where the two read-outs and masks
+coincide), ours gives its outputs to 3e-7 at both published sizes, MOSEI's unequal kernels included.
 
 Where ours differs from the authors' code, and why
 - Read-out and padding (DESIGN §9). The authors read every target stream at its last time step. Their code
@@ -30,8 +36,9 @@ Where ours differs from the authors' code, and why
   zero vector: its prediction is the bias path of the output MLP.
 - Only the steps that can matter are computed: each batch is cut to ``max(lengths) + max(k_m) - 1`` steps
   (never below one window). Every real step sees exactly the same inputs, masks and positions as with the full
-  L steps, so a sample's prediction does not depend on the batch it is in (tested); it halves the CPU time on
-  6-20-word data. Skipped under ``torch.compile``, where a data-dependent length would recompile each batch.
+  L steps, so a sample's prediction does not depend on the batch it is in (tested). On the synthetic 6-20-word
+  data it about halves a CPU training step. Skipped under ``torch.compile``, where a data-dependent length
+  would recompile each batch (the compiled, uncut graph gives the same predictions).
 - Positional embeddings: the authors' code and the paper add them (Eq. 3); MMSA 2.2.1 builds its encoders
   with ``position_embedding=False`` and so has none. We follow the paper (``position_embedding``). The
   authors number positions from 1 and give a step whose first feature is exactly 0 the zero embedding (they
