@@ -74,7 +74,8 @@ def test_defaults_are_mmsa_mosi_and_paper_has_both_datasets():
             cfg.relu_dropout, cfg.res_dropout, cfg.output_dropout) == (0.5, 0.2, 0.3, 0.2, 0.0, 0.0, 0.0, 0.5)
     assert cfg.causal and cfg.position_embedding
     mosei = PAPER["mosei"]
-    assert (mosei.d_model, mosei.heads, mosei.kernel_audio, mosei.kernel_vision, mosei.attn_dropout) == (30, 6, 1, 3, 0.4)
+    assert (mosei.d_model, mosei.heads, mosei.kernel_audio, mosei.kernel_vision) == (30, 6, 1, 3)
+    assert (mosei.text_dropout, mosei.embed_dropout, mosei.attn_dropout, mosei.attn_dropout_audio) == (0.3, 0.0, 0.4, 0.0)
     kind = MODEL_KINDS["mult"]
     assert kind.config is MultConfig and kind.loss is TaskLoss and kind.absent == "zeros" and not kind.routed
     assert kind.modalities == ("text", "audio", "vision") and set(kind.paper) == {"mosi", "mosei"}

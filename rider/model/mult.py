@@ -157,7 +157,8 @@ class TransformerLayer(nn.Module):
 
     def __init__(self, dim: int, heads: int, attn_dropout: float, relu_dropout: float, res_dropout: float):
         super().__init__()
-        self.heads, self.attn_dropout, self.relu_dropout, self.res_dropout = heads, attn_dropout, relu_dropout, res_dropout
+        self.heads, self.attn_dropout = heads, attn_dropout
+        self.relu_dropout, self.res_dropout = relu_dropout, res_dropout
         self.norm_attn = nn.LayerNorm(dim)  # also normalises the source's keys and values (Eq. 4: LN(Z_source))
         self.in_proj = nn.Linear(dim, 3 * dim)  # W_Q, W_K, W_V stacked, as the authors keep them
         self.out = nn.Linear(dim, dim)
@@ -284,7 +285,8 @@ class MulT(nn.Module):
         for target in MODALITY_NAMES:
             z = streams[target]  # (B, T, D), T = T_target
             T = z.shape[1]
-            incoming = [self.crossmodal[f"{s}_to_{t}"](z, streams[s], self.mask(T, streams[s].shape[1], real[s], z.dtype))
+            incoming = [self.crossmodal[f"{s}_to_{t}"](z, streams[s],
+                                                       self.mask(T, streams[s].shape[1], real[s], z.dtype))
                         for s, t in DIRECTIONS if t == target]  # 2 x (B, T, D), Eq. 4
             h = self.self_attention[target](torch.cat(incoming, dim=-1), None,
                                             self.mask(T, T, real[target], z.dtype))  # (B, T, 2D)
