@@ -75,7 +75,7 @@ def test_defaults_are_mmsa_mosi_and_paper_has_both_datasets():
     assert cfg.causal and cfg.position_embedding
     mosei = PAPER["mosei"]
     assert (mosei.d_model, mosei.heads, mosei.kernel_audio, mosei.kernel_vision) == (30, 6, 1, 3)
-    assert (mosei.text_dropout, mosei.embed_dropout, mosei.attn_dropout, mosei.attn_dropout_audio) == (0.3, 0.0, 0.4, 0.0)
+    assert (mosei.text_dropout, mosei.embed_dropout, mosei.attn_dropout) == (0.3, 0.0, 0.4)
     kind = MODEL_KINDS["mult"]
     assert kind.config is MultConfig and kind.loss is TaskLoss and kind.absent == "zeros" and not kind.routed
     assert kind.modalities == ("text", "audio", "vision") and set(kind.paper) == {"mosi", "mosei"}
