@@ -29,6 +29,8 @@ SMALL_RUNS = {
                                      "post_fusion_dim": 16}, "train": {"epochs": 8, "lr": 3e-3, "weight_decay": 0.0}},
     "lmf": {"kind": "lmf", "model": {"text_hidden": 32, "audio_hidden": 8, "vision_hidden": 16, "text_out": 16,
                                      "factor_lr": 3e-3}, "train": {"epochs": 8, "lr": 3e-3}},
+    "mult": {"kind": "mult", "model": {"d_model": 16, "heads": 2, "layers": 1, "self_layers": 1},
+             "train": {"epochs": 8, "lr": 2e-3, "grad_clip": 0.6}},
 }
 
 # Parameters that legitimately get no gradient from one training step of a kind, and why.
@@ -49,8 +51,9 @@ def batch(seed=0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     return Batch(torch.randn(B, L, DIMS["text_dim"], generator=g), torch.randn(B, L, DIMS["audio_dim"], generator=g),
                  torch.randn(B, L, DIMS["vision_dim"], generator=g), torch.tensor([L, 3, 1, 5]),
-                 torch.tensor([2.5, 1.0, -0.5, 3.0]), torch.arange(B))  # labels unbalanced in sign: an L1
-    # loss's output bias gets sum(sign(prediction - y)) / B, which is 0 for two labels above and two below
+                 torch.tensor([3.0, 2.9, 2.8, -3.0]), torch.arange(B))  # labels at the ends of the range: an
+    # L1 loss's output bias gets sum(sign(prediction - y)) / B, 0 whenever two predictions lie above their labels and
+    # two below; with these labels three lie below and one above for any prediction inside (-3, 2.8)
 
 
 def test_every_kind_has_a_small_run():

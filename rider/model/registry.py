@@ -11,6 +11,7 @@ from rider.model.experts import EXPERTS
 from rider.model.kind import ModelKind
 from rider.model.lmf import KIND as LMF
 from rider.model.losses import rider_objective
+from rider.model.mult import KIND as MULT
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.rider_moe import RiderMoE
 from rider.model.text_only import TextOnlyModel
@@ -28,5 +29,5 @@ TEXT_ONLY = ModelKind(
     modalities=("text",), shared_sections=("model",), title="Text only",
 )
 
-MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF)}
+MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT)}
 DEFAULT_KIND = RIDER_MOE.name
