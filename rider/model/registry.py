@@ -10,6 +10,7 @@ from rider.model.config import LossWeights, ModelConfig, paper_config
 from rider.model.experts import EXPERTS
 from rider.model.kind import ModelKind
 from rider.model.losses import rider_objective
+from rider.model.misa import KIND as MISA
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.rider_moe import RiderMoE
 from rider.model.text_only import TextOnlyModel
@@ -26,5 +27,5 @@ TEXT_ONLY = ModelKind(
     modalities=("text",), shared_sections=("model",),
 )
 
-MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY)}
+MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, MISA)}
 DEFAULT_KIND = RIDER_MOE.name
