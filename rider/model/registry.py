@@ -13,6 +13,7 @@ from rider.model.losses import rider_objective
 from rider.model.misa import KIND as MISA
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.rider_moe import RiderMoE
+from rider.model.self_mm import KIND as SELF_MM
 from rider.model.text_only import TextOnlyModel
 
 RIDER_MOE = ModelKind(
@@ -27,5 +28,5 @@ TEXT_ONLY = ModelKind(
     modalities=("text",), shared_sections=("model",),
 )
 
-MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, MISA)}
+MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, MISA, SELF_MM)}
 DEFAULT_KIND = RIDER_MOE.name
