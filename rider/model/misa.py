@@ -31,7 +31,8 @@ Where ours differs, and why:
   error (rider.model.objective.task_loss), so that the baselines differ in their models, not in their losses.
 - Packed sequences are replaced by padded ones with the same results (rider.model.recurrent: the state after
   lengths[b] steps, the backward direction reversed within each length); a sample of length 0 gets zero states.
-  MMSA runs audio and vision for the BERT token count (words + 2); we run every modality for its word count.
+  Audio and vision are word-aligned and read for the word count, as in the authors' repository (one length for
+  all three); MMSA's MISA reads its unaligned audio and vision for the BERT token count instead.
 - Recurrent weights start orthogonal, as the authors' solver sets them (MMSA keeps PyTorch's default).
 - Optimisation (the trainer's, configs/paper.yaml): AdamW instead of Adam; MMSA accumulates the gradients of
   ``update_epochs`` = 2 batches before a step (16 x 2 for MOSI, 64 x 2 for MOSEI: batch 32 and 128 here) and
