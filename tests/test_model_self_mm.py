@@ -48,9 +48,10 @@ def made_batch(index, labels):
 
 def test_centres_distances_labels_and_momentum_by_hand():
     # Centres: labels 1, 0, -1 -> positive {2}, negative {-2}; with zero counted as positive: mean(2, 100) = 51.
-    features, labels, seen = torch.tensor([[2.0], [100.0], [-2.0]]), torch.tensor([1.0, 0.0, -1.0]), torch.ones(3, dtype=torch.bool)
-    torch.testing.assert_close(class_centres(features, labels, seen, exclude_zero=True), torch.tensor([[2.0], [-2.0]]))
-    torch.testing.assert_close(class_centres(features, labels, seen, exclude_zero=False), torch.tensor([[51.0], [-2.0]]))
+    features, labels = torch.tensor([[2.0], [100.0], [-2.0]]), torch.tensor([1.0, 0.0, -1.0])
+    seen = torch.ones(3, dtype=torch.bool)
+    torch.testing.assert_close(class_centres(features, labels, seen, True), torch.tensor([[2.0], [-2.0]]))
+    torch.testing.assert_close(class_centres(features, labels, seen, False), torch.tensor([[51.0], [-2.0]]))
     # A class with no stored member: a zero centre.
     unseen_first = torch.tensor([False, True, True])
     torch.testing.assert_close(class_centres(features, labels, unseen_first, True), torch.tensor([[0.0], [-2.0]]))

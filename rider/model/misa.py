@@ -123,7 +123,7 @@ class MISAConfig:
 
 @dataclass(frozen=True)
 class MISALoss:
-    """L = L_task + α L_sim + β L_diff + γ L_recon. Defaults: MMSA misa.datasetParams.mosi (MOSEI in ``PAPER_LOSS``)."""
+    """L = L_task + α L_sim + β L_diff + γ L_recon. Defaults: MMSA misa.datasetParams.mosi (MOSEI: ``PAPER_LOSS``)."""
 
     sim_weight: float = 0.3  # α (MOSEI 0.8)
     diff_weight: float = 0.1  # β (MOSEI 0.3)

@@ -20,8 +20,10 @@ The memory is ``SelfMMObjective``'s state, keyed by the training-split rows (``B
 writing this file: the lines name the quantities.
 
 Reference code: MMSA 2.2.1 (thuiar/MMSA: models/multiTask/SELF_MM.py, trains/multiTask/SELF_MM.py,
-config/config_regression.json; the authors' own repository thuiar/Self-MM carries the same model). Its CMU-MOSI
-and CMU-MOSEI hyper-parameters are the defaults and ``PAPER`` here. Written from reading it, not copied.
+config/config_regression.json). Its CMU-MOSI and CMU-MOSEI hyper-parameters are the defaults and ``PAPER`` here.
+The authors' own repository, thuiar/Self-MM, configures the network differently (MOSI: batch 32,
+audio and vision LSTM widths 32 and 64, other rates); MMSA's configuration is the one we follow and count against.
+Written from reading the code, not copied.
 
 Where ours differs, and why:
 - Text. The authors fine-tune BERT and take its first token ([CLS], 768-d) as the text representation; they
