@@ -31,10 +31,19 @@ SMALL_RUNS = {
                                      "factor_lr": 3e-3}, "train": {"epochs": 8, "lr": 3e-3}},
     "mult": {"kind": "mult", "model": {"d_model": 16, "heads": 2, "layers": 1, "self_layers": 1},
              "train": {"epochs": 8, "lr": 2e-3, "grad_clip": 0.6}},
+    "misa": {"kind": "misa", "model": {"hidden_size": 32, "text_rnn_dim": 16, "audio_rnn_dim": 8, "vision_rnn_dim": 8,
+                                       "fusion_ff": 64, "dropout": 0.5}, "train": {"epochs": 8, "lr": 1e-3}},
+    "self_mm": {"kind": "self_mm", "train": {"epochs": 8, "lr": 1e-3}},
 }
 
 # Parameters that legitimately get no gradient from one training step of a kind, and why.
-NO_GRADIENT: dict[str, set[str]] = {}
+NO_GRADIENT: dict[str, set[str]] = {
+    # Epoch 1: every unimodal label is the multimodal one, so the unimodal terms weigh tanh(0) = 0 (the authors'
+    # schedule); the sub-networks still learn through the fused head.
+    "self_mm": {f"{m}_head.{part}.{p}" for m in ("text", "audio", "vision") for part in ("represent.1", "predict.0",
+                                                                                          "predict.2")
+                for p in ("weight", "bias")},
+}
 
 B, L = 4, 6
 DIMS = {"text_dim": 12, "audio_dim": 5, "vision_dim": 4, "max_len": L}

@@ -11,9 +11,11 @@ from rider.model.experts import EXPERTS
 from rider.model.kind import ModelKind
 from rider.model.lmf import KIND as LMF
 from rider.model.losses import rider_objective
+from rider.model.misa import KIND as MISA
 from rider.model.mult import KIND as MULT
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.rider_moe import RiderMoE
+from rider.model.self_mm import KIND as SELF_MM
 from rider.model.text_only import TextOnlyModel
 from rider.model.tfn import KIND as TFN
 
@@ -29,5 +31,6 @@ TEXT_ONLY = ModelKind(
     modalities=("text",), shared_sections=("model",), title="Text only",
 )
 
-MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT)}
+MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT, MISA,
+                                                                  SELF_MM)}
 DEFAULT_KIND = RIDER_MOE.name
