@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from rider.config import ConfigError, from_mapping, load_config, validate_config
+from rider.data.cache import CacheConfig
 from rider.data.synthetic import SyntheticConfig
 
 from conftest import REPO
@@ -28,6 +29,7 @@ def test_defaults_match_the_dataclasses():
     # The schema and the dataclasses both carry defaults; they must not drift apart.
     config = validate_config(copy.deepcopy(MINIMAL), SCHEMA)
     assert from_mapping(SyntheticConfig, config["datasets"]["toy"]["synthetic"]) == SyntheticConfig()
+    assert from_mapping(CacheConfig, config["datasets"]["toy"]["cache"]) == CacheConfig()
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,25 @@ Layout (``CACHE_SCHEMA_VERSION``; ``validate_cache`` checks a file against it)::
     /<split>/latents/{r (N,), u (N,3), b (N,3), s (N,)}   synthetic data only: the ground truth
     /stats/<feature>_mean, /stats/<feature>_std  (D,) float32  over the real rows of the train split
     attrs: schema_version, dataset, sequence_length, provenance (JSON: input checksums, config),
-           counts (JSON: segments per split, truncated segments, unknown words, non-finite values),
-           features (JSON: width of each feature above)
+           counts (JSON: segments per split, truncated segments, unknown words, non-finite values, and the
+           shares the stage checks, below), features (JSON: width of each feature above)
 
 Splits are train, valid, test. Segments longer than L keep their first L words. A dataset without audio or
 vision (``modalities: [text]``), or without GloVe vectors, stores that feature with zero columns, (N, L, 0), so
 every stage reads the same fields; a model that needs the feature stops with its name (rider.train.trainer).
+
+Features must not silently vanish: a GloVe file that matches none of the words, an audio stream of zeros or of
+NaN would otherwise train and evaluate to exit 0 on inputs that carry nothing. The stage measures, over the real
+words (every word row of every segment; for text, the words other than the silence token 'sp'):
+
+    unknown words  share of words without a GloVe vector (zero row)        limit cache.max_unknown_words
+    zero rows      share of words whose feature vector is all zero, per    limit cache.max_zero_rows
+                   feature (text_bert, audio, vision; text_glove is the unknown share)
+    non-finite     share of the values that were NaN or inf (set to 0), per   limit cache.max_nonfinite
+                   feature: in the frames (counted by the aligner) or in the words, whichever is larger
+
+logs each, records them under ``counts["shares"]`` and stops, writing nothing, when one passes its limit. A
+feature with zero columns (absent) is not measured.
 """
 
 from __future__ import annotations
@@ -55,6 +68,11 @@ class CacheConfig:
     sequence_length: int = 50      # L, the standard aligned setting
     glove_dim: int = 300
     lowercase: bool = True         # GloVe vocabularies are lower case; the SDK's words are not always
+    # Limits on the shares the module docstring lists. GloVe 840B leaves a few % of MOSI's words unknown and real
+    # COVAREP a few % of values non-finite; a wrong file or a broken stream is near 100 %.
+    max_unknown_words: float = 0.2
+    max_zero_rows: float = 0.5
+    max_nonfinite: float = 0.1
 
 
 def _pad(rows: list[np.ndarray], length: int, dim: int) -> np.ndarray:
@@ -92,6 +110,10 @@ def build_cache(
             streams = {name: handle[name][:] if name in handle else np.zeros((len(words), 0), np.float32)
                        for name in ("audio", "vision")}
             sdk_vectors = handle["glove_vectors"][:] if "glove_vectors" in handle and glove_path is None else None
+            # The aligner already replaced the streams' NaN/inf frame values and counted them with the values read.
+            upstream = ({name: (count, json.loads(handle.attrs["values"]).get(name, 0))
+                         for name, count in json.loads(handle.attrs["nonfinite"]).items()}
+                        if "values" in handle.attrs and "nonfinite" in handle.attrs else {})
         except KeyError as err:
             raise DataError(f"{aligned_path}: missing field {err}; was it written by `rider align`?") from None
     encode = text_encoder is not None and text_encoder.model is not None
@@ -131,6 +153,9 @@ def build_cache(
             values[bad] = 0.0
             log.warning("%s: replaced %d non-finite value(s) in %s by 0", aligned_path, nonfinite[name], name)
 
+    shares = _shares(features, nonfinite, words, upstream)
+    _check_shares(shares, config, aligned_path, glove_path)
+
     owner = split_of(folds)
     split_of_segment = np.array([owner.get(video, "") for video in videos])
     unassigned = sorted(set(videos[split_of_segment == ""]))
@@ -139,6 +164,7 @@ def build_cache(
     lengths_all = np.diff(offset)
     counts = {"segments": {}, "truncated": int((lengths_all > config.sequence_length).sum()),
               "unknown_words": len(unknown), "nonfinite": nonfinite, "unassigned_videos": len(unassigned)}
+    counts["shares"] = shares
     if encoder_counts is not None:
         counts["text_encoder"] = encoder_counts
     latents = _read_latents(latents_path) if latents_path else None
@@ -178,6 +204,46 @@ def build_cache(
         out.attrs["provenance"] = provenance(inputs, dict(provenance_config or {}))
     log.info("cache %s: %s", out_path, json.dumps(counts))
     return counts
+
+
+def _shares(features: Mapping[str, np.ndarray], nonfinite: Mapping[str, int], words: np.ndarray,
+            upstream: Mapping[str, tuple[int, int]]) -> dict:
+    """The shares of unknown words, all-zero rows and non-finite values (module docstring) of features (W, D);
+    ``upstream``: the non-finite and all values per stream that the aligner saw in the frames (it cleans them)."""
+    spoken = words != SILENCE  # (W,)
+    shares: dict[str, dict[str, float]] = {"unknown_words": {}, "zero_rows": {}, "nonfinite": {}}
+    for name, values in features.items():
+        if values.shape[1] == 0:
+            continue
+        rows = values[spoken] if name.startswith("text") else values
+        zero = float((~rows.any(axis=1)).mean()) if len(rows) else 0.0
+        shares["unknown_words" if name == "text_glove" else "zero_rows"][name] = zero
+        share = nonfinite[name] / values.size if values.size else 0.0
+        if name in upstream and upstream[name][1]:  # the larger of the frames' share and the words'
+            share = max(share, upstream[name][0] / upstream[name][1])
+        shares["nonfinite"][name] = share
+    return shares
+
+
+def _check_shares(shares: Mapping[str, Mapping[str, float]], config: CacheConfig, aligned_path: Path,
+                  glove_path) -> None:
+    log.info("shares of the real words: unknown %s; all-zero rows %s; non-finite values %s",
+             *({name: f"{share:.2%}" for name, share in shares[kind].items()}
+               for kind in ("unknown_words", "zero_rows", "nonfinite")))
+    source = glove_path if glove_path is not None else f"{aligned_path} (the SDK's word vectors)"
+    what = {  # kind -> (limit, the file, what the share is of, a hint)
+        "unknown_words": ("max_unknown_words", source, "words have no vector",
+                          "is it the vocabulary of these transcripts (cache.lowercase)?"),
+        "zero_rows": ("max_zero_rows", aligned_path, "words have an all-zero {name} vector", "is the stream empty?"),
+        "nonfinite": ("max_nonfinite", aligned_path, "{name} values (frames and words) are NaN or inf",
+                      "is the stream damaged?"),
+    }
+    for kind, (limit_name, path, of, hint) in what.items():
+        limit = getattr(config, limit_name)
+        for name, share in shares[kind].items():
+            if share > limit:
+                raise DataError(f"{path}: {share:.1%} of the {of.format(name=name)}, more than cache.{limit_name} = "
+                                f"{limit:g} allows; {hint} No cache was written")
 
 
 def _read_latents(path) -> dict[str, np.ndarray]:
