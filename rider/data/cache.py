@@ -54,7 +54,7 @@ from rider.data.csd import DataError
 from rider.data.folds import SPLITS, split_of
 from rider.data.glove import read_glove
 from rider.h5 import open_h5
-from rider.provenance import provenance
+from rider.provenance import check_dataset, file_record, provenance
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def build_cache(
         inputs = {"aligned": aligned_path, **({"glove": glove_path} if glove_path is not None else {})}
         if latents_path:
             inputs["latents"] = latents_path
-        out.attrs["provenance"] = provenance(inputs, dict(provenance_config or {}))
+        out.attrs["provenance"] = provenance(inputs, dict(provenance_config or {}), dataset=dataset)
     log.info("cache %s: %s", out_path, json.dumps(counts))
     return counts
 
@@ -261,42 +261,76 @@ def _write_latents(group: h5py.Group, latents: dict[str, np.ndarray], keys: np.n
         group.create_dataset(f"latents/{name}", data=latents[name][rows])
 
 
+def cache_dataset(path: str | os.PathLike) -> str:
+    """The dataset name a cache file records ("" when built without one)."""
+    with open_h5(path, "cache file") as handle:
+        return str(handle.attrs.get("dataset", ""))
+
+
+def check_cache_dataset(path: str | os.PathLike, expected: str | None, expected_from: str = "--dataset") -> None:
+    """Refuse (``ProvenanceError``) a cache file built for a dataset other than ``expected`` (a swapped cache)."""
+    check_dataset(path, "cache file", cache_dataset(path), expected, expected_from)
+
+
+def cache_features(path: str | os.PathLike) -> dict[str, int]:
+    """Width of each feature a cache file holds (0: absent), from its ``features`` attribute."""
+    with open_h5(path, "cache file") as handle:
+        return json.loads(handle.attrs["features"]) if "features" in handle.attrs else dict(FEATURES)
+
+
+def cache_record(path: str | os.PathLike) -> dict:
+    """What a checkpoint or an evaluation keeps of the cache it read: path, sha256 and dataset name
+    (``rider.provenance.check_built_from`` checks it against the cache given later)."""
+    return file_record(path, dataset=cache_dataset(path))
+
+
 def validate_cache(path: str | os.PathLike) -> dict[str, int]:
     """Check a cache file against the schema; return the number of segments per split."""
     path = Path(path)
-    sizes = {}
     with open_h5(path, "cache file") as handle:
-        version = handle.attrs.get("schema_version")
-        if version != CACHE_SCHEMA_VERSION:
-            raise DataError(f"{path}: schema_version is {version}, expected {CACHE_SCHEMA_VERSION}")
-        length = int(handle.attrs["sequence_length"])
-        # Caches written before the features attribute hold exactly FEATURES.
-        features = json.loads(handle.attrs["features"]) if "features" in handle.attrs else FEATURES
-        missing = sorted(set(FEATURES) - set(features))
-        if missing:
-            raise DataError(f"{path}: attribute 'features' lacks {missing} (zero columns mark an absent one)")
-        for split in SPLITS:
-            if split not in handle:
-                raise DataError(f"{path}: missing split '{split}'")
-            group = handle[split]
-            n = group["labels"].shape[0]
-            expected = {name: (n, length, dim) for name, dim in features.items()}
-            expected.update(lengths=(n,), labels=(n,), ids=(n,))
-            for name, shape in expected.items():
-                if name not in group:
-                    raise DataError(f"{path}: missing field '{split}/{name}'")
-                if group[name].shape != shape:
-                    raise DataError(f"{path}: field '{split}/{name}' has shape {group[name].shape}, expected {shape}")
-            lengths = group["lengths"][:]
-            if lengths.min() < 0 or lengths.max() > length:
-                raise DataError(f"{path}: field '{split}/lengths' outside [0, {length}]")
-            labels = group["labels"][:]
-            if not np.all(np.isfinite(labels)) or labels.min() < -3 or labels.max() > 3:
-                raise DataError(f"{path}: field '{split}/labels' outside [-3, 3] or not finite")
-            sizes[split] = n
-        for name, dim in features.items():
-            for stat in ("mean", "std"):
-                field = f"stats/{name}_{stat}"
-                if field not in handle or handle[field].shape != (dim,):
-                    raise DataError(f"{path}: missing or misshapen field '{field}'")
+        try:
+            return _validate(handle, path)
+        except OSError as err:  # a damaged chunk surfaces only when its data is read
+            raise DataError(f"{path}: not a readable cache file (truncated or corrupt?): {err}") from None
+
+
+def _validate(handle: h5py.File, path: Path) -> dict[str, int]:
+    if "sequence_length" not in handle.attrs:
+        raise DataError(f"{path}: not a cache file (no attribute 'sequence_length'); was it written by `rider cache`?")
+    version = handle.attrs.get("schema_version")
+    if version != CACHE_SCHEMA_VERSION:
+        raise DataError(f"{path}: schema_version is {version}, expected {CACHE_SCHEMA_VERSION}")
+    length = int(handle.attrs["sequence_length"])
+    # Caches written before the features attribute hold exactly FEATURES.
+    features = json.loads(handle.attrs["features"]) if "features" in handle.attrs else FEATURES
+    missing = sorted(set(FEATURES) - set(features))
+    if missing:
+        raise DataError(f"{path}: attribute 'features' lacks {missing} (zero columns mark an absent one)")
+    sizes = {}
+    for split in SPLITS:
+        if split not in handle:
+            raise DataError(f"{path}: missing split '{split}'")
+        group = handle[split]
+        if "labels" not in group:
+            raise DataError(f"{path}: missing field '{split}/labels'")
+        n = group["labels"].shape[0]
+        expected = {name: (n, length, dim) for name, dim in features.items()}
+        expected.update(lengths=(n,), labels=(n,), ids=(n,))
+        for name, shape in expected.items():
+            if name not in group:
+                raise DataError(f"{path}: missing field '{split}/{name}'")
+            if group[name].shape != shape:
+                raise DataError(f"{path}: field '{split}/{name}' has shape {group[name].shape}, expected {shape}")
+        lengths = group["lengths"][:]
+        if n and (lengths.min() < 0 or lengths.max() > length):
+            raise DataError(f"{path}: field '{split}/lengths' outside [0, {length}]")
+        labels = group["labels"][:]
+        if n and (not np.all(np.isfinite(labels)) or labels.min() < -3 or labels.max() > 3):
+            raise DataError(f"{path}: field '{split}/labels' outside [-3, 3] or not finite")
+        sizes[split] = n
+    for name, dim in features.items():
+        for stat in ("mean", "std"):
+            field = f"stats/{name}_{stat}"
+            if field not in handle or handle[field].shape != (dim,):
+                raise DataError(f"{path}: missing or misshapen field '{field}'")
     return sizes
