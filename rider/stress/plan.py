@@ -326,15 +326,16 @@ def read_plan(plan: str | os.PathLike | h5py.Group | StressPlan, cache: str | os
     return stress_plan
 
 
-def check_plan_cache(plan: StressPlan, cache: str | os.PathLike, sha256: str | None = None) -> None:
-    """Raise ``ProvenanceError`` unless ``plan`` was drawn from the cache file ``cache`` (the same content).
+def check_plan_cache(plan: str | os.PathLike | h5py.Group | StressPlan, cache: str | os.PathLike,
+                     sha256: str | None = None) -> None:
+    """Raise ``ProvenanceError`` unless ``plan`` (a path or ``read_plan``'s result) was drawn from the cache file
+    ``cache`` (the same content).
 
     A plan drawn from another cache may still fit it in shape (same test ids and lengths: the same dataset built
     with other settings) while its noise scales and conflict donors belong to the other data. ``sha256``: the
     cache's, when the caller has it already.
     """
-    if not isinstance(plan, StressPlan):
-        raise TypeError(f"check_plan_cache: expected a StressPlan (read_plan), got {type(plan).__name__}")
+    plan = read_plan(plan)
     check_built_from(plan.source, "stress plan", {"path": plan.cache_file or "another cache", "sha256":
                      plan.cache_sha256}, cache, "cache file", sha256=sha256)
 
