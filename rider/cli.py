@@ -369,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, type=_output_file, help="plan HDF5 file to write")
 
     sub = command("train", _train, "Train one model variant with one seed; keep the best-validation-MAE checkpoint.")
-    sub.add_argument("--spec", required=True, type=_json_object, help='JSON {"model": {..}, "loss": {..}, "train": {..}}')
+    sub.add_argument("--spec", required=True, type=_json_object,
+                     help='JSON {"model": {..}, "loss": {..}, "train": {..}}')
     sub.add_argument("--cache", required=True, type=cache_file, help="cache HDF5 file")
     sub.add_argument("--dataset", help=dataset_help)
     sub.add_argument("--seed", required=True, type=_seed, help=f"training seed, 0 to {MAX_SEED}")
