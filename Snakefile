@@ -6,6 +6,14 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# Snakemake's own YAML loader keeps the last of two equal keys and reports a syntax error without a line: read
+# the config files with rider's strict loader first (a command-line --configfile is loaded before this line, so a
+# syntax error there gets Snakemake's message; a duplicate key there is still refused here).
+from rider.config import check_config_files
+
+check_config_files([*workflow.overwrite_configfiles, "config.yaml"])
+
+
 configfile: "config.yaml"
 
 

@@ -2,6 +2,13 @@
 
 Snakemake rules call these with ``--spec``, the JSON of the rule's own config section (so a change to another
 section never reruns the rule). By hand, ``--config config.yaml --dataset NAME`` reads the same section.
+
+Errors leave as one line on stderr, ``rider <stage>: error: <message>``, exit status 2, never a traceback: the
+arguments are checked when parsed (files that must exist, counts, seeds, JSON), the inputs a stage reads are
+opened through the checked readers (a truncated file is named as such) and checked against each other (a cache of
+another dataset, a plan drawn from another cache) before any work; whatever the library raises for bad input
+(``ValueError``, ``OSError``) is printed the same way. An unexpected failure is one line too, exit status 1;
+``rider -v`` shows its traceback.
 """
 
 from __future__ import annotations
@@ -12,18 +19,98 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from rider.config import ConfigError, from_mapping, load_config
 
 log = logging.getLogger("rider")
 
 DEFAULT_SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
+MAX_SEED = 2**32 - 1  # the trainer seeds numpy's global generator, which takes no more
+
+
+# --- argument types: checked when parsed, so a wrong argument is named before any work -----------------------------
+
+
+def _input_file(what: str) -> Callable[[str], Path]:
+    def check(text: str) -> Path:
+        path = Path(text)
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{path}: is a folder, expected a {what}")
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(f"{path}: no such {what}")
+        return path
+    return check
+
+
+def _input_folder(what: str) -> Callable[[str], Path]:
+    def check(text: str) -> Path:
+        path = Path(text)
+        if not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{path}: no such {what}" + (" (a file)" if path.exists() else ""))
+        return path
+    return check
+
+
+def _output_file(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: is a folder, expected a file to write")
+    blocking = next((parent for parent in path.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: cannot be written, {blocking} is a file, not a folder")
+    return path
+
+
+def _output_folder(text: str) -> Path:
+    path = Path(text)
+    blocking = next((p for p in (path, *path.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: cannot be a folder, {blocking} is a file")
+    return path
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} must lie in [0, {MAX_SEED}]")
+    return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg} at column {err.colno}): {text[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got a {type(value).__name__}")
+    return value
+
+
+def _only_keys(spec: Mapping[str, Any], allowed: set[str], argument: str = "--spec") -> None:
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise ConfigError(f"{argument}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
 
 
 def _dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.spec is not None:
-        return json.loads(args.spec)
+        if args.config is not None:
+            raise ConfigError("give either --spec JSON or --config FILE with --dataset NAME, not both")
+        return args.spec
     if args.config is None or args.dataset is None:
         raise ConfigError("give either --spec JSON or both --config FILE and --dataset NAME")
     schema = args.schema or Path(args.config).resolve().parent / DEFAULT_SCHEMA
@@ -31,6 +118,14 @@ def _dataset_spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.dataset not in config["datasets"]:
         raise ConfigError(f"{args.config}: no dataset '{args.dataset}'; have {sorted(config['datasets'])}")
     return config["datasets"][args.dataset]
+
+
+def _check_cache(path: Path, dataset: str | None) -> None:
+    """A cache file that is whole, matches the layout and was built for ``dataset`` (when named)."""
+    from rider.data.cache import check_cache_dataset, validate_cache
+
+    validate_cache(path)
+    check_cache_dataset(path, dataset, "--dataset")
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -47,6 +142,8 @@ def _download(args: argparse.Namespace) -> None:
     from rider.data.synthetic import RAW_FILES
 
     spec = _dataset_spec(args)
+    if spec.get("source", "cmu") != "cmu":
+        raise ConfigError(f"dataset source is '{spec['source']}', not cmu: nothing to download")
     files = {**RAW_FILES, "glove_vectors": "glove_vectors.csd"}
     download(from_mapping(DownloadConfig, spec.get("cmu", {}), "cmu"), args.out_dir, files, roles=args.roles)
 
@@ -74,6 +171,8 @@ def _cache(args: argparse.Namespace) -> None:
     from rider.data.folds import standard_folds
 
     spec = _dataset_spec(args)
+    if args.name and args.dataset and args.name != args.dataset:
+        raise ConfigError(f"--name {args.name} and --dataset {args.dataset} name different datasets")
     text_encoder = from_mapping(TextEncoderConfig, spec.get("text_encoder", {}), "text_encoder")
     build_cache(
         args.aligned,
@@ -81,7 +180,7 @@ def _cache(args: argparse.Namespace) -> None:
         standard_folds(spec.get("folds", "mosi")),
         args.out,
         config=from_mapping(CacheConfig, spec.get("cache", {}), "cache"),
-        dataset=args.name or "",
+        dataset=args.name or args.dataset or "",
         latents_path=args.latents,
         provenance_config=spec,
         text_encoder=text_encoder,
@@ -91,19 +190,51 @@ def _cache(args: argparse.Namespace) -> None:
 def _plan(args: argparse.Namespace) -> None:
     from rider.stress import build_plan
 
-    spec = json.loads(args.spec)
-    build_plan(args.cache, args.out, grids=spec["grids"], seed=spec["seed"])
+    _only_keys(args.spec, {"seed", "grids"})
+    _check_cache(args.cache, args.dataset)
+    build_plan(args.cache, args.out, grids=args.spec.get("grids"), seed=args.spec.get("seed", 0),
+               dataset=args.dataset)
 
 
 def _train(args: argparse.Namespace) -> None:
+    from rider.data.cache import cache_features
     from rider.train.trainer import RunSpec, train
 
-    train(RunSpec.from_dict(json.loads(args.spec)), args.cache, args.out_dir, args.seed, threads=args.threads)
+    spec = RunSpec.from_dict(args.spec)  # a bad spec stops here, before the cache is read
+    _check_cache(args.cache, args.dataset)
+    features = cache_features(args.cache)
+    if features.get(spec.train.text_feature, 0) == 0:
+        have = sorted(name for name, width in features.items() if width)
+        raise ConfigError(f"{args.cache}: holds no {spec.train.text_feature} features (train.text_feature in --spec); "
+                          f"it has {have}")
+    train(spec, args.cache, args.out_dir, args.seed, threads=args.threads)
+
+
+def _check_checkpoint(folder: Path, cache: Path, cache_sha256: str) -> None:
+    """Every file of a checkpoint folder readable (a truncated one named), and, when its metadata records the
+    cache it was trained on (``rider.data.cache.cache_record``), that cache."""
+    from rider.checkpoint import CONFIG, METADATA, WEIGHTS
+    from rider.provenance import check_built_from
+    from rider.readers import load_state_dict, read_json
+
+    read_json(folder / CONFIG, "checkpoint configuration")
+    metadata = read_json(folder / METADATA, "checkpoint metadata")
+    load_state_dict(folder / WEIGHTS)
+    if isinstance(metadata.get("cache"), dict):
+        check_built_from(folder / METADATA, "checkpoint", metadata["cache"], cache, "cache file", sha256=cache_sha256)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from rider.evaluate import evaluate
+    from rider.provenance import sha256_file
+    from rider.stress import check_plan_cache, read_plan
 
+    if args.predictions is not None and args.predictions.resolve() == args.out.resolve():
+        raise ConfigError(f"--out and --predictions are the same file, {args.out}")
+    _check_cache(args.cache, args.dataset)
+    cache_sha256 = sha256_file(args.cache)  # hashed once for the two checks below
+    _check_checkpoint(args.checkpoint, args.cache, cache_sha256)
+    check_plan_cache(read_plan(args.plan), args.cache, sha256=cache_sha256)
     evaluate(args.checkpoint, args.cache, args.plan, args.out, device=args.device, threads=args.threads,
              predictions_path=args.predictions)
 
@@ -119,10 +250,30 @@ def _overhead(args: argparse.Namespace) -> None:
                    warmup=args.warmup)
 
 
-def _count(args: argparse.Namespace) -> None:
+def _count_parameters(args: argparse.Namespace) -> None:
     from rider.model.params import write_counts
 
     write_counts(args.kinds, args.out)
+
+
+def _check_report_inputs(part: str, spec: Mapping[str, Any]) -> None:
+    """The files a report part reads, opened through the checked readers before anything is drawn."""
+    from rider.h5 import open_h5
+    from rider.readers import read_json
+
+    runs = spec.get("runs")
+    if not isinstance(runs, list) or any(not isinstance(run, dict) or "eval" not in run for run in runs):
+        raise ConfigError('--spec: "runs" must be a list of {"dataset", "model", "seed", "eval"}')
+    for run in runs:
+        read_json(run["eval"], "evaluation")
+        if run.get("predictions") and part == "tables":
+            with open_h5(run["predictions"], "predictions file"):
+                pass
+    if part == "tables":
+        for path in spec.get("overhead", {}).values():
+            read_json(path, "measurement (rider overhead)")
+        if spec.get("parameters"):
+            read_json(spec["parameters"], "measurement (rider count)", expect=list)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -133,24 +284,33 @@ def _report(args: argparse.Namespace) -> None:
     missing = [f"--{name.replace('_', '-')}" for name in needs if getattr(args, name) is None]
     if missing:
         raise ConfigError(f"rider report {args.part} needs {' and '.join(missing)}")
+    _check_report_inputs(args.part, args.spec)
     if args.part == "tables":
-        written = write_tables(ReportSpec.from_json(args.spec), args.paper, args.paper_cost, args.out_dir)
+        written = write_tables(ReportSpec.from_dict(args.spec), args.paper, args.paper_cost, args.out_dir)
     else:
-        written = write_figures(ReportSpec.from_json(args.spec), args.out_dir)
+        written = write_figures(ReportSpec.from_dict(args.spec), args.out_dir)
     log.info("wrote %s", ", ".join(str(path) for path in written))
 
 
 def _dataset_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration (either --spec, or --config with --dataset)")
-    group.add_argument("--spec", help="JSON of the dataset's config section (what Snakemake passes)")
-    group.add_argument("--config", help="a config.yaml to read the section from")
+    group.add_argument("--spec", type=_json_object, help="JSON of the dataset's config section (what Snakemake passes)")
+    group.add_argument("--config", type=_input_file("config file"), help="a config.yaml to read the section from")
     group.add_argument("--dataset", help="the dataset's name in that config")
-    group.add_argument("--schema", help=f"JSON schema for --config (default: <config folder>/{DEFAULT_SCHEMA})")
+    group.add_argument("--schema", type=_input_file("JSON schema"),
+                       help=f"JSON schema for --config (default: <config folder>/{DEFAULT_SCHEMA})")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error of every other failure (argparse prints the usage above it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rider", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = _Parser(prog="rider", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging; a traceback for internal errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
     def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
@@ -158,95 +318,116 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    cache_file, plan_file = _input_file("cache file"), _input_file("stress plan")
+    dataset_help = "the dataset this is for: a cache file built for another one is refused (a swapped cache)"
+
     sub = command("generate", _generate, "Write the synthetic dataset's .csd files, GloVe file and latents.")
     _dataset_options(sub)
-    sub.add_argument("--out-dir", required=True, type=Path, help="raw folder to write into")
+    sub.add_argument("--out-dir", required=True, type=_output_folder, help="raw folder to write into")
 
     sub = command("download", _download, "Download the CMU .csd files (SDK URLs) with retries.")
     _dataset_options(sub)
-    sub.add_argument("--out-dir", required=True, type=Path, help="raw folder to write into")
+    sub.add_argument("--out-dir", required=True, type=_output_folder, help="raw folder to write into")
     sub.add_argument("--roles", nargs="+", choices=("words", "audio", "vision", "labels", "glove_vectors"),
                      help="only these sequences (default: words, audio, vision, labels)")
 
     sub = command("transcribe", _transcribe,
                   "Write a words .csd from segment transcripts, spread over each segment's labelled interval.")
-    sub.add_argument("--labels", required=True, type=Path, help="the genuine label .csd (segment intervals)")
-    sub.add_argument("--segments", required=True, type=Path, help="transcript table (mosi_segments.csv)")
-    sub.add_argument("--out", required=True, type=Path, help="words .csd to write")
+    sub.add_argument("--labels", required=True, type=_input_file("label .csd"),
+                     help="the genuine label .csd (segment intervals)")
+    sub.add_argument("--segments", required=True, type=_input_file("transcript table"),
+                     help="transcript table (mosi_segments.csv)")
+    sub.add_argument("--out", required=True, type=_output_file, help="words .csd to write")
 
     sub = command("align", _align, "Align audio and vision to the words (SDK rules); group words per segment.")
     _dataset_options(sub)
     for role in ("words", "labels"):
-        sub.add_argument(f"--{role}", required=True, type=Path, help=f"{role} .csd file")
+        sub.add_argument(f"--{role}", required=True, type=_input_file(f"{role} .csd"), help=f"{role} .csd file")
     for role in ("audio", "vision"):
-        sub.add_argument(f"--{role}", type=Path, help=f"{role} .csd file (left out for a dataset without {role})")
-    sub.add_argument("--glove-vectors", type=Path,
+        sub.add_argument(f"--{role}", type=_input_file(f"{role} .csd"),
+                         help=f"{role} .csd file (left out for a dataset without {role})")
+    sub.add_argument("--glove-vectors", type=_input_file("word-vector .csd"),
                      help="the SDK's word-vector .csd (300-d GloVe per word), aligned to the words for text_glove")
     sub.add_argument("--aligner", choices=("fast", "sdk"),
                      help="fast (vectorised, streamed through the videos) or sdk (the CMU SDK itself, the "
                           "reference); "
                           "default: the spec's `aligner`, else fast")
-    sub.add_argument("--out", required=True, type=Path, help="aligned HDF5 file to write")
+    sub.add_argument("--out", required=True, type=_output_file, help="aligned HDF5 file to write")
 
     sub = command("cache", _cache, "Build the padded per-split training cache from the aligned file.")
     _dataset_options(sub)
-    sub.add_argument("--aligned", required=True, type=Path, help="aligned HDF5 file")
-    sub.add_argument("--glove", type=Path,
+    sub.add_argument("--aligned", required=True, type=_input_file("aligned HDF5 file"), help="aligned HDF5 file")
+    sub.add_argument("--glove", type=_input_file("GloVe file"),
                      help="GloVe-format word-vector file; without it text_glove comes from the aligned file's "
                           "SDK word vectors, or has zero columns (then the spec's text_encoder must name a model)")
-    sub.add_argument("--latents", type=Path, help="synthetic ground-truth latents (optional)")
-    sub.add_argument("--name", help="dataset name recorded in the cache")
-    sub.add_argument("--out", required=True, type=Path, help="cache HDF5 file to write")
+    sub.add_argument("--latents", type=_input_file("latents file"), help="synthetic ground-truth latents (optional)")
+    sub.add_argument("--name", help="dataset name recorded in the cache (default: --dataset)")
+    sub.add_argument("--out", required=True, type=_output_file, help="cache HDF5 file to write")
 
     sub = command("plan", _plan, "Draw the seeded stress plan (every stressor x severity) for a dataset's test split.")
-    sub.add_argument("--spec", required=True, help='JSON of the config\'s stress section: {"seed": .., "grids": {..}}')
-    sub.add_argument("--cache", required=True, type=Path, help="cache HDF5 file")
-    sub.add_argument("--out", required=True, type=Path, help="plan HDF5 file to write")
+    sub.add_argument("--spec", required=True, type=_json_object,
+                     help='JSON of the config\'s stress section: {"seed": .., "grids": {..}} (defaults when left out)')
+    sub.add_argument("--cache", required=True, type=cache_file, help="cache HDF5 file")
+    sub.add_argument("--dataset", help=dataset_help)
+    sub.add_argument("--out", required=True, type=_output_file, help="plan HDF5 file to write")
 
     sub = command("train", _train, "Train one model variant with one seed; keep the best-validation-MAE checkpoint.")
-    sub.add_argument("--spec", required=True, help='JSON {"model": {..}, "loss": {..}, "train": {..}}')
-    sub.add_argument("--cache", required=True, type=Path, help="cache HDF5 file")
-    sub.add_argument("--seed", required=True, type=int)
-    sub.add_argument("--threads", type=int, help="CPU threads for torch")
-    sub.add_argument("--out-dir", required=True, type=Path, help="checkpoint folder to write")
+    sub.add_argument("--spec", required=True, type=_json_object,
+                     help='JSON {"model": {..}, "loss": {..}, "train": {..}}')
+    sub.add_argument("--cache", required=True, type=cache_file, help="cache HDF5 file")
+    sub.add_argument("--dataset", help=dataset_help)
+    sub.add_argument("--seed", required=True, type=_seed, help=f"training seed, 0 to {MAX_SEED}")
+    sub.add_argument("--threads", type=_count, help="CPU threads for torch")
+    sub.add_argument("--out-dir", required=True, type=_output_folder, help="checkpoint folder to write")
 
     sub = command("evaluate", _evaluate, "Evaluate a checkpoint: clean, every stressor and severity, nAUC, DIR checks.")
-    sub.add_argument("--checkpoint", required=True, type=Path, help="checkpoint folder (model.pt, config.json, ...)")
-    sub.add_argument("--cache", required=True, type=Path, help="cache HDF5 file")
-    sub.add_argument("--plan", required=True, type=Path, help="stress plan HDF5 file")
+    sub.add_argument("--checkpoint", required=True, type=_input_folder("checkpoint folder"),
+                     help="checkpoint folder (model.pt, config.json, ...)")
+    sub.add_argument("--cache", required=True, type=cache_file, help="cache HDF5 file")
+    sub.add_argument("--plan", required=True, type=plan_file,
+                     help="stress plan HDF5 file (it must have been drawn from --cache)")
+    sub.add_argument("--dataset", help=dataset_help)
     sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    sub.add_argument("--threads", type=int, help="CPU threads for torch")
-    sub.add_argument("--out", required=True, type=Path, help="evaluation JSON to write")
-    sub.add_argument("--predictions", type=Path,
+    sub.add_argument("--threads", type=_count, help="CPU threads for torch")
+    sub.add_argument("--out", required=True, type=_output_file, help="evaluation JSON to write")
+    sub.add_argument("--predictions", type=_output_file,
                      help="HDF5 file to write every per-sample test prediction into (the report's bootstrap test)")
 
     sub = command("overhead", _overhead,
                   "Time a trained run's training step, single view against the four views (App. D); write JSON.")
-    sub.add_argument("--run-config", required=True, type=Path, help="the run's checkpoint config.json")
-    sub.add_argument("--cache", required=True, type=Path, help="cache HDF5 file (its training split size)")
+    sub.add_argument("--run-config", required=True, type=_input_file("checkpoint configuration"),
+                     help="the run's checkpoint config.json")
+    sub.add_argument("--cache", required=True, type=_input_file("cache file"),
+                     help="cache HDF5 file (its training split size)")
     sub.add_argument("--dataset", required=True, help="the dataset's name (recorded)")
     sub.add_argument("--paper", choices=("mosi", "mosei"), help="the paper dataset whose App. D numbers sit beside")
-    sub.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
-    sub.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    sub.add_argument("--threads", type=int, help="CPU threads for torch")
-    sub.add_argument("--out", required=True, type=Path, help="timing JSON to write")
+    sub.add_argument("--steps", type=_count, default=10, help="timed steps (median reported)")
+    sub.add_argument("--warmup", type=_count, default=2, help="untimed steps first")
+    sub.add_argument("--threads", type=_count, help="CPU threads for torch")
+    sub.add_argument("--out", required=True, type=_output_file, help="timing JSON to write")
 
-    sub = command("count", _count, "Count each model kind's parameters at its authors' published sizes; write JSON.")
+    sub = command("count", _count_parameters, "Count each model kind's parameters at its authors' published sizes; write JSON.")
     sub.add_argument("--kinds", required=True, nargs="+", help="model kinds (rider.model.MODEL_KINDS)")
-    sub.add_argument("--out", required=True, type=Path, help="JSON file to write")
+    sub.add_argument("--out", required=True, type=_output_file, help="JSON file to write")
 
     sub = command("report", _report, "Write the report's tables (with App. D) or figures from the evaluations.")
     sub.add_argument("part", choices=("tables", "figures"),
                      help="tables: Tables 1-6 and App. D; figures: Figures 3-5 and the latents")
-    sub.add_argument("--spec", required=True,
+    sub.add_argument("--spec", required=True, type=_json_object,
                      help='JSON: {"runs": [{"dataset", "model", "seed", "eval"}], "models": [[name, label]], '
                           '"reference", "alpha", "tables", "paper", "baselines", "overhead", "parameters"} '
                           '(rider.report.spec)')
-    sub.add_argument("--paper", type=Path, help="published Tables 1-5 (resources/paper/rider_moe_published.csv)")
-    sub.add_argument("--paper-cost", type=Path,
+    sub.add_argument("--paper", type=_input_file("published-results table"),
+                     help="published Tables 1-5 (resources/paper/rider_moe_published.csv)")
+    sub.add_argument("--paper-cost", type=_input_file("published-cost table"),
                      help="published Table 6 and App. D (resources/paper/rider_moe_published_cost.csv)")
-    sub.add_argument("--out-dir", required=True, type=Path, help="folder to write the tables or figures into")
+    sub.add_argument("--out-dir", required=True, type=_output_folder,
+                     help="folder to write the tables or figures into")
     return parser
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,16 +437,25 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from rider.data.csd import DataError
     from rider.data.download import DownloadError
 
     started = time.perf_counter()
     try:
         args.handler(args)
-    except (ConfigError, DataError, DownloadError) as err:
-        log.error("%s", err)
-        print(f"rider {args.command}: error: {err}", file=sys.stderr)
+    # Bad input: the library raises ValueError (ConfigError, DataError, ProvenanceError are ones) naming the file
+    # and field; OSError for a file that cannot be read or written (a missing one, a full disk); a diverged run.
+    except (ValueError, OSError, DownloadError, FloatingPointError) as err:
+        print(f"rider {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"rider {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug, still one line: the traceback is one -v away
+        if args.verbose:
+            raise
+        print(f"rider {args.command}: internal error: {type(err).__name__}: {_one_line(err)} (rerun with "
+              "rider -v for the traceback)", file=sys.stderr)
+        return 1
     log.info("rider %s finished in %.1f s", args.command, time.perf_counter() - started)
     return 0
 

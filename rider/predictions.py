@@ -62,6 +62,8 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
                       for name, data in f["stress"].items()}
         except KeyError as err:
             raise DataError(f"{path}: {WHAT} lacks {err.args[0] if err.args else 'a dataset'}") from None
+        except OSError as err:  # a damaged chunk surfaces only when its data is read
+            raise DataError(f"{path}: not a readable {WHAT} (truncated or corrupt?): {err}") from None
     n = len(ids)
     arrays = [("labels", labels, (n,)), ("clean", clean, (n,)),
               *((f"stress/{name}", values, (len(severities), n)) for name, (severities, values) in stress.items())]

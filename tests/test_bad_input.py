@@ -127,3 +127,63 @@ def test_unknown_config_key_stops_the_cli(tmp_path, capsys):
     assert main(["generate", "--spec", spec, "--out-dir", str(tmp_path / "raw")]) == 2
     assert "unknown key(s) ['seeed']" in capsys.readouterr().err
     assert not (tmp_path / "raw").exists()
+
+
+# --- features that must not silently vanish (the cache stage) --------------------------------------------------------
+
+
+def run_cache(aligned, glove, out, spec="{}"):
+    return main(["cache", "--spec", spec, "--aligned", str(aligned), "--glove", str(glove), "--out", str(out)])
+
+
+def test_glove_file_wider_than_configured(tiny_dataset, out, capsys):
+    # A 300-d file read as 50-d split every line into a 'word' of 251 fields and 50 numbers: every word was
+    # unknown, the text features all zero, and the run ended with exit 0.
+    code = run_cache(tiny_dataset["aligned"], tiny_dataset["glove"], out, spec='{"cache": {"glove_dim": 50}}')
+    assert_failed_cleanly(capsys, code, out, str(tiny_dataset["glove"]), "line 1 has 300 values, expected 50",
+                          "cache.glove_dim")
+
+
+def test_glove_file_of_another_vocabulary(tiny_dataset, out, capsys, tmp_path):
+    glove = tmp_path / "glove.txt"
+    glove.write_text("".join(f"other{line}" for line in tiny_dataset["glove"].read_text().splitlines(True)))
+    code = run_cache(tiny_dataset["aligned"], glove, out)
+    assert_failed_cleanly(capsys, code, out, str(glove), "100.0% of the words have no vector",
+                          "cache.max_unknown_words = 0.2")
+
+
+def damaged_aligned(tiny_dataset, tmp_path, stream, value, rows=slice(None, None, 2)):
+    """A copy of the aligned file whose ``stream`` holds ``value`` in some word ``rows`` (every other one)."""
+    aligned = tmp_path / "aligned.h5"
+    shutil.copy(tiny_dataset["aligned"], aligned)
+    with h5py.File(aligned, "r+") as handle:
+        data = handle[stream][:]
+        data[rows] = value
+        handle[stream][:] = data
+    return aligned
+
+
+def test_stream_of_zeros(tiny_dataset, out, capsys, tmp_path):
+    aligned = damaged_aligned(tiny_dataset, tmp_path, "vision", 0.0, rows=slice(None))
+    code = run_cache(aligned, tiny_dataset["glove"], out)
+    assert_failed_cleanly(capsys, code, out, str(aligned), "100.0% of the words have an all-zero vision vector",
+                          "cache.max_zero_rows = 0.5")
+
+
+def test_stream_of_nonfinite_values(tiny_dataset, out, capsys, tmp_path):
+    aligned = damaged_aligned(tiny_dataset, tmp_path, "audio", np.nan)
+    code = run_cache(aligned, tiny_dataset["glove"], out)
+    assert_failed_cleanly(capsys, code, out, str(aligned), "audio values (frames and words) are NaN or inf",
+                          "cache.max_nonfinite = 0.1")
+
+
+def test_the_cache_records_the_shares_it_checked(tiny_dataset, tmp_path, caplog):
+    caplog.set_level("INFO", logger="rider.data.cache")
+    assert run_cache(tiny_dataset["aligned"], tiny_dataset["glove"], tmp_path / "cache.h5") == 0
+    with h5py.File(tmp_path / "cache.h5") as handle:
+        shares = json.loads(handle.attrs["counts"])["shares"]
+    assert shares["unknown_words"] == {"text_glove": 0.0}
+    assert set(shares["zero_rows"]) == {"audio", "vision"} and set(shares["nonfinite"]) == {"text_glove", "audio",
+                                                                                            "vision"}
+    assert 0 < shares["nonfinite"]["audio"] < 0.01  # the synthetic COVAREP's -inf/NaN, counted by the aligner
+    assert "shares of the real words" in caplog.text

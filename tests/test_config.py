@@ -1,11 +1,14 @@
 """config.yaml validation: defaults filled, unknown keys and bad values named."""
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 from rider.config import ConfigError, from_mapping, load_config, validate_config
+from rider.data.cache import CacheConfig
 from rider.data.synthetic import SyntheticConfig
 
 from conftest import REPO
@@ -26,6 +29,7 @@ def test_defaults_match_the_dataclasses():
     # The schema and the dataclasses both carry defaults; they must not drift apart.
     config = validate_config(copy.deepcopy(MINIMAL), SCHEMA)
     assert from_mapping(SyntheticConfig, config["datasets"]["toy"]["synthetic"]) == SyntheticConfig()
+    assert from_mapping(CacheConfig, config["datasets"]["toy"]["cache"]) == CacheConfig()
 
 
 @pytest.mark.parametrize(
@@ -49,11 +53,88 @@ def test_bad_config_names_key_and_value(patch, expected):
     assert str(error.value).startswith("my.yaml:")
 
 
-def test_invalid_yaml_names_the_file(tmp_path):
+def test_invalid_yaml_names_the_file_and_line(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("datasets: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    bad.write_text("run: {seeds: [0]}\ndatasets: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML") as error:
         load_config(bad, SCHEMA)
+    assert "at line 3, column 1" in str(error.value) and "\n" not in str(error.value)
+
+
+DUPLICATE = """\
+datasets:
+  toy:
+    source: synthetic
+    train: {epochs: 3}
+    model: {d_model: 32}
+    train: {lr: 0.01}
+"""
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path):
+    # Plain YAML keeps the last of two equal keys: the first train section would be silently dropped.
+    path = tmp_path / "dup.yaml"
+    path.write_text(DUPLICATE)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, SCHEMA)
+    assert f"{path}: not valid YAML at line 6" in str(error.value)
+    assert "duplicate key 'train' (first given at line 4)" in str(error.value)
+
+
+def test_yaml_merge_keys_may_override(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("datasets:\n  a: &a {source: synthetic, folds: mosi}\n  b: {<<: *a, folds: mosi}\n")
+    assert load_config(path, SCHEMA)["datasets"]["b"]["source"] == "synthetic"
+
+
+def test_the_workflow_refuses_duplicate_keys(tmp_path):
+    # Snakemake loads the config files itself, with a loader that keeps the last key; the Snakefile rereads them.
+    (tmp_path / "run.yaml").write_text(DUPLICATE)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
+         "--configfile", str(tmp_path / "run.yaml"), "--cores", "1"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "duplicate key 'train' (first given at line 4)" in result.stdout + result.stderr
+
+
+TOY = {"source": "synthetic"}
+
+
+def with_dataset(**section):
+    return {"datasets": {"toy": {**TOY, **section}}}
+
+
+# Values that the schema accepted and a later stage refused (or, worse, used): each now stops at parse time.
+@pytest.mark.parametrize("config, expected", [
+    (with_dataset(train={"epochs": 12.0}), "'datasets.toy.train.epochs' = 12.0: 12.0 is not of type 'integer'"),
+    (with_dataset(cache={"sequence_length": 50.0}), "'datasets.toy.cache.sequence_length' = 50.0"),
+    ({**with_dataset(), "run": {"seeds": [0, 4294967296]}}, "'run.seeds.1' = 4294967296"),
+    ({**with_dataset(), "run": {"seeds": [0, 0]}}, "'run.seeds' = [0, 0]: [0, 0] has non-unique elements"),
+    ({**with_dataset(), "run": {"models": ["rider_moe", "rider_moe"]}},
+     "'run.models' = [\"rider_moe\", \"rider_moe\"]"),
+    ({**with_dataset(), "run": {"datasets": ["toy", "toy"]}}, "'run.datasets' = [\"toy\", \"toy\"]"),
+    ({**with_dataset(), "report": {"ablations": ["rider_moe", "rider_moe"]}}, "'report.ablations'"),
+    ({**with_dataset(), "stress": {"seed": 2 ** 64}}, "'stress.seed' = 18446744073709551616"),
+    ({**with_dataset(), "stress": {"seed": 0.0}}, "'stress.seed' = 0.0"),
+    ({**with_dataset(), "stress": {"grids": {"noise": [0.0, 0.5, 0.3]}}},
+     "'stress.grids.noise' = [0.0, 0.5, 0.3]: must increase strictly"),
+    ({**with_dataset(), "stress": {"grids": {"conflict": [0.25, 0.5]}}},
+     "'stress.grids.conflict' = [0.25, 0.5]: must start at 0"),
+    (with_dataset(cache={"glove_dim": 50}), "'datasets.toy.cache.glove_dim' = 50: the synthetic GloVe file has 300-d"),
+    (with_dataset(folds="mosei"), "'datasets.toy.folds' = \"mosei\": the synthetic data has the mosi video ids"),
+    ({"datasets": {"m": {"source": "cmu", "glove_file": "g.txt", "folds": "mosi", "cmu": {"dataset": "mosei"}}}},
+     "'datasets.m.folds' = \"mosi\": cmu.dataset is mosei"),
+    (with_dataset(synthetic={"words_per_segment": [20, 6]}), "'datasets.toy.synthetic.words_per_segment' = [20, 6]"),
+    (with_dataset(train={"text_feature": "text_bert"}), "'datasets.toy.train.text_feature' = \"text_bert\": the cache"),
+    ({**with_dataset(), "run": {"datasets": ["toy"], "models": ["bert"]},
+      "models": {"bert": {"train": {"text_feature": "text_bert"}}}},
+     "'datasets.toy.train.text_feature' = \"text_bert\" (with models.bert)"),
+])
+def test_late_failing_values_stop_at_parse_time(config, expected):
+    with pytest.raises(ConfigError) as error:
+        validate_config(copy.deepcopy(config), SCHEMA, source="my.yaml")
+    assert str(error.value).startswith("my.yaml: ")
+    assert expected in str(error.value), str(error.value)
 
 
 def test_from_mapping_rejects_unknown_keys():

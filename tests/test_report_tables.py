@@ -165,5 +165,5 @@ def test_write_tables_writes_every_table_from_the_measured_files(built, tmp_path
     assert sorted({p.stem for p in paths}) == sorted([*tab.TABLES, "overhead"])
     assert all(p.stat().st_size > 0 for p in paths)
     (tmp_path / "parameters.json").write_text('[{"kind": ')  # truncated
-    with pytest.raises(ValueError, match="parameters.json: parameter-count file is not valid JSON"):
+    with pytest.raises(ValueError, match="parameters.json: not a valid parameter-count file"):
         write_tables(spec, PUBLISHED, COST, tmp_path / "out")

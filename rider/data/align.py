@@ -29,6 +29,7 @@ Output layout (``ALIGNED_SCHEMA_VERSION``)::
     /vision            (W, 35) float32   (when the dataset has vision)
     /glove_vectors     (W, 300) float32  the SDK's GloVe vector of each word (when given)
     attrs: schema_version, aligner, streams (JSON list of the streams above), nonfinite (JSON counts per stream),
+           values (JSON: feature values read per stream, so that the cache stage can judge the non-finite share),
            provenance (JSON)
 """
 
@@ -296,9 +297,9 @@ def align(raw_paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLik
     with ThreadPoolExecutor(max_workers=1) as pool:
         record = pool.submit(provenance, inputs, config)
 
-        def attrs(nonfinite: dict[str, int]) -> dict[str, str]:
+        def attrs(nonfinite: dict[str, int], values: dict[str, int]) -> dict[str, str]:
             return {"aligner": aligner, "streams": json.dumps(list(streams)), "nonfinite": json.dumps(nonfinite),
-                    "provenance": record.result()}
+                    "values": json.dumps(values), "provenance": record.result()}
 
         if aligner == "fast":
             from rider.data.fast_align import align_fast
@@ -307,8 +308,10 @@ def align(raw_paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLik
         else:
             sequences = load_raw(inputs)
             nonfinite = {stream: clean_nonfinite(sequences[stream][1]) for stream in streams}
+            values = {stream: sum(int(entry["features"].size) for entry in sequences[stream][1].values())
+                      for stream in streams}
             for stream, count in nonfinite.items():
                 log.info("%s: replaced %d non-finite value(s) (-inf/NaN) by 0", sequences[stream][0], count)
-            n_segments = write_aligned(align_with_sdk(sequences), out_path, attrs(nonfinite))
+            n_segments = write_aligned(align_with_sdk(sequences), out_path, attrs(nonfinite, values))
     log.info("aligned %d segments to %s (%s aligner)", n_segments, out_path, aligner)
     return {"segments": n_segments, "nonfinite": nonfinite, "aligner": aligner}

@@ -15,12 +15,25 @@ Layout (``CACHE_SCHEMA_VERSION``; ``validate_cache`` checks a file against it)::
     /<split>/latents/{r (N,), u (N,3), b (N,3), s (N,)}   synthetic data only: the ground truth
     /stats/<feature>_mean, /stats/<feature>_std  (D,) float32  over the real rows of the train split
     attrs: schema_version, dataset, sequence_length, provenance (JSON: input checksums, config),
-           counts (JSON: segments per split, truncated segments, unknown words, non-finite values),
-           features (JSON: width of each feature above)
+           counts (JSON: segments per split, truncated segments, unknown words, non-finite values, and the
+           shares the stage checks, below), features (JSON: width of each feature above)
 
 Splits are train, valid, test. Segments longer than L keep their first L words. A dataset without audio or
 vision (``modalities: [text]``), or without GloVe vectors, stores that feature with zero columns, (N, L, 0), so
 every stage reads the same fields; a model that needs the feature stops with its name (rider.train.trainer).
+
+Features must not silently vanish: a GloVe file that matches none of the words, an audio stream of zeros or of
+NaN would otherwise train and evaluate to exit 0 on inputs that carry nothing. The stage measures, over the real
+words (every word row of every segment; for text, the words other than the silence token 'sp'):
+
+    unknown words  share of words without a GloVe vector (zero row)        limit cache.max_unknown_words
+    zero rows      share of words whose feature vector is all zero, per    limit cache.max_zero_rows
+                   feature (text_bert, audio, vision; text_glove is the unknown share)
+    non-finite     share of the values that were NaN or inf (set to 0), per   limit cache.max_nonfinite
+                   feature: in the frames (counted by the aligner) or in the words, whichever is larger
+
+logs each, records them under ``counts["shares"]`` and stops, writing nothing, when one passes its limit. A
+feature with zero columns (absent) is not measured.
 """
 
 from __future__ import annotations
@@ -41,7 +54,7 @@ from rider.data.csd import DataError
 from rider.data.folds import SPLITS, split_of
 from rider.data.glove import read_glove
 from rider.h5 import open_h5
-from rider.provenance import provenance
+from rider.provenance import check_dataset, file_record, provenance
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +68,11 @@ class CacheConfig:
     sequence_length: int = 50      # L, the standard aligned setting
     glove_dim: int = 300
     lowercase: bool = True         # GloVe vocabularies are lower case; the SDK's words are not always
+    # Limits on the shares the module docstring lists. GloVe 840B leaves a few % of MOSI's words unknown and real
+    # COVAREP a few % of values non-finite; a wrong file or a broken stream is near 100 %.
+    max_unknown_words: float = 0.2
+    max_zero_rows: float = 0.5
+    max_nonfinite: float = 0.1
 
 
 def _pad(rows: list[np.ndarray], length: int, dim: int) -> np.ndarray:
@@ -92,6 +110,10 @@ def build_cache(
             streams = {name: handle[name][:] if name in handle else np.zeros((len(words), 0), np.float32)
                        for name in ("audio", "vision")}
             sdk_vectors = handle["glove_vectors"][:] if "glove_vectors" in handle and glove_path is None else None
+            # The aligner already replaced the streams' NaN/inf frame values and counted them with the values read.
+            upstream = ({name: (count, json.loads(handle.attrs["values"]).get(name, 0))
+                         for name, count in json.loads(handle.attrs["nonfinite"]).items()}
+                        if "values" in handle.attrs and "nonfinite" in handle.attrs else {})
         except KeyError as err:
             raise DataError(f"{aligned_path}: missing field {err}; was it written by `rider align`?") from None
     encode = text_encoder is not None and text_encoder.model is not None
@@ -131,6 +153,9 @@ def build_cache(
             values[bad] = 0.0
             log.warning("%s: replaced %d non-finite value(s) in %s by 0", aligned_path, nonfinite[name], name)
 
+    shares = _shares(features, nonfinite, words, upstream)
+    _check_shares(shares, config, aligned_path, glove_path)
+
     owner = split_of(folds)
     split_of_segment = np.array([owner.get(video, "") for video in videos])
     unassigned = sorted(set(videos[split_of_segment == ""]))
@@ -139,6 +164,7 @@ def build_cache(
     lengths_all = np.diff(offset)
     counts = {"segments": {}, "truncated": int((lengths_all > config.sequence_length).sum()),
               "unknown_words": len(unknown), "nonfinite": nonfinite, "unassigned_videos": len(unassigned)}
+    counts["shares"] = shares
     if encoder_counts is not None:
         counts["text_encoder"] = encoder_counts
     latents = _read_latents(latents_path) if latents_path else None
@@ -175,9 +201,49 @@ def build_cache(
         inputs = {"aligned": aligned_path, **({"glove": glove_path} if glove_path is not None else {})}
         if latents_path:
             inputs["latents"] = latents_path
-        out.attrs["provenance"] = provenance(inputs, dict(provenance_config or {}))
+        out.attrs["provenance"] = provenance(inputs, dict(provenance_config or {}), dataset=dataset)
     log.info("cache %s: %s", out_path, json.dumps(counts))
     return counts
+
+
+def _shares(features: Mapping[str, np.ndarray], nonfinite: Mapping[str, int], words: np.ndarray,
+            upstream: Mapping[str, tuple[int, int]]) -> dict:
+    """The shares of unknown words, all-zero rows and non-finite values (module docstring) of features (W, D);
+    ``upstream``: the non-finite and all values per stream that the aligner saw in the frames (it cleans them)."""
+    spoken = words != SILENCE  # (W,)
+    shares: dict[str, dict[str, float]] = {"unknown_words": {}, "zero_rows": {}, "nonfinite": {}}
+    for name, values in features.items():
+        if values.shape[1] == 0:
+            continue
+        rows = values[spoken] if name.startswith("text") else values
+        zero = float((~rows.any(axis=1)).mean()) if len(rows) else 0.0
+        shares["unknown_words" if name == "text_glove" else "zero_rows"][name] = zero
+        share = nonfinite[name] / values.size if values.size else 0.0
+        if name in upstream and upstream[name][1]:  # the larger of the frames' share and the words'
+            share = max(share, upstream[name][0] / upstream[name][1])
+        shares["nonfinite"][name] = share
+    return shares
+
+
+def _check_shares(shares: Mapping[str, Mapping[str, float]], config: CacheConfig, aligned_path: Path,
+                  glove_path) -> None:
+    log.info("shares of the real words: unknown %s; all-zero rows %s; non-finite values %s",
+             *({name: f"{share:.2%}" for name, share in shares[kind].items()}
+               for kind in ("unknown_words", "zero_rows", "nonfinite")))
+    source = glove_path if glove_path is not None else f"{aligned_path} (the SDK's word vectors)"
+    what = {  # kind -> (limit, the file, what the share is of, a hint)
+        "unknown_words": ("max_unknown_words", source, "words have no vector",
+                          "is it the vocabulary of these transcripts (cache.lowercase)?"),
+        "zero_rows": ("max_zero_rows", aligned_path, "words have an all-zero {name} vector", "is the stream empty?"),
+        "nonfinite": ("max_nonfinite", aligned_path, "{name} values (frames and words) are NaN or inf",
+                      "is the stream damaged?"),
+    }
+    for kind, (limit_name, path, of, hint) in what.items():
+        limit = getattr(config, limit_name)
+        for name, share in shares[kind].items():
+            if share > limit:
+                raise DataError(f"{path}: {share:.1%} of the {of.format(name=name)}, more than cache.{limit_name} = "
+                                f"{limit:g} allows; {hint} No cache was written")
 
 
 def _read_latents(path) -> dict[str, np.ndarray]:
@@ -195,42 +261,76 @@ def _write_latents(group: h5py.Group, latents: dict[str, np.ndarray], keys: np.n
         group.create_dataset(f"latents/{name}", data=latents[name][rows])
 
 
+def cache_dataset(path: str | os.PathLike) -> str:
+    """The dataset name a cache file records ("" when built without one)."""
+    with open_h5(path, "cache file") as handle:
+        return str(handle.attrs.get("dataset", ""))
+
+
+def check_cache_dataset(path: str | os.PathLike, expected: str | None, expected_from: str = "--dataset") -> None:
+    """Refuse (``ProvenanceError``) a cache file built for a dataset other than ``expected`` (a swapped cache)."""
+    check_dataset(path, "cache file", cache_dataset(path), expected, expected_from)
+
+
+def cache_features(path: str | os.PathLike) -> dict[str, int]:
+    """Width of each feature a cache file holds (0: absent), from its ``features`` attribute."""
+    with open_h5(path, "cache file") as handle:
+        return json.loads(handle.attrs["features"]) if "features" in handle.attrs else dict(FEATURES)
+
+
+def cache_record(path: str | os.PathLike) -> dict:
+    """What a checkpoint or an evaluation keeps of the cache it read: path, sha256 and dataset name
+    (``rider.provenance.check_built_from`` checks it against the cache given later)."""
+    return file_record(path, dataset=cache_dataset(path))
+
+
 def validate_cache(path: str | os.PathLike) -> dict[str, int]:
     """Check a cache file against the schema; return the number of segments per split."""
     path = Path(path)
-    sizes = {}
     with open_h5(path, "cache file") as handle:
-        version = handle.attrs.get("schema_version")
-        if version != CACHE_SCHEMA_VERSION:
-            raise DataError(f"{path}: schema_version is {version}, expected {CACHE_SCHEMA_VERSION}")
-        length = int(handle.attrs["sequence_length"])
-        # Caches written before the features attribute hold exactly FEATURES.
-        features = json.loads(handle.attrs["features"]) if "features" in handle.attrs else FEATURES
-        missing = sorted(set(FEATURES) - set(features))
-        if missing:
-            raise DataError(f"{path}: attribute 'features' lacks {missing} (zero columns mark an absent one)")
-        for split in SPLITS:
-            if split not in handle:
-                raise DataError(f"{path}: missing split '{split}'")
-            group = handle[split]
-            n = group["labels"].shape[0]
-            expected = {name: (n, length, dim) for name, dim in features.items()}
-            expected.update(lengths=(n,), labels=(n,), ids=(n,))
-            for name, shape in expected.items():
-                if name not in group:
-                    raise DataError(f"{path}: missing field '{split}/{name}'")
-                if group[name].shape != shape:
-                    raise DataError(f"{path}: field '{split}/{name}' has shape {group[name].shape}, expected {shape}")
-            lengths = group["lengths"][:]
-            if lengths.min() < 0 or lengths.max() > length:
-                raise DataError(f"{path}: field '{split}/lengths' outside [0, {length}]")
-            labels = group["labels"][:]
-            if not np.all(np.isfinite(labels)) or labels.min() < -3 or labels.max() > 3:
-                raise DataError(f"{path}: field '{split}/labels' outside [-3, 3] or not finite")
-            sizes[split] = n
-        for name, dim in features.items():
-            for stat in ("mean", "std"):
-                field = f"stats/{name}_{stat}"
-                if field not in handle or handle[field].shape != (dim,):
-                    raise DataError(f"{path}: missing or misshapen field '{field}'")
+        try:
+            return _validate(handle, path)
+        except OSError as err:  # a damaged chunk surfaces only when its data is read
+            raise DataError(f"{path}: not a readable cache file (truncated or corrupt?): {err}") from None
+
+
+def _validate(handle: h5py.File, path: Path) -> dict[str, int]:
+    if "sequence_length" not in handle.attrs:
+        raise DataError(f"{path}: not a cache file (no attribute 'sequence_length'); was it written by `rider cache`?")
+    version = handle.attrs.get("schema_version")
+    if version != CACHE_SCHEMA_VERSION:
+        raise DataError(f"{path}: schema_version is {version}, expected {CACHE_SCHEMA_VERSION}")
+    length = int(handle.attrs["sequence_length"])
+    # Caches written before the features attribute hold exactly FEATURES.
+    features = json.loads(handle.attrs["features"]) if "features" in handle.attrs else FEATURES
+    missing = sorted(set(FEATURES) - set(features))
+    if missing:
+        raise DataError(f"{path}: attribute 'features' lacks {missing} (zero columns mark an absent one)")
+    sizes = {}
+    for split in SPLITS:
+        if split not in handle:
+            raise DataError(f"{path}: missing split '{split}'")
+        group = handle[split]
+        if "labels" not in group:
+            raise DataError(f"{path}: missing field '{split}/labels'")
+        n = group["labels"].shape[0]
+        expected = {name: (n, length, dim) for name, dim in features.items()}
+        expected.update(lengths=(n,), labels=(n,), ids=(n,))
+        for name, shape in expected.items():
+            if name not in group:
+                raise DataError(f"{path}: missing field '{split}/{name}'")
+            if group[name].shape != shape:
+                raise DataError(f"{path}: field '{split}/{name}' has shape {group[name].shape}, expected {shape}")
+        lengths = group["lengths"][:]
+        if n and (lengths.min() < 0 or lengths.max() > length):
+            raise DataError(f"{path}: field '{split}/lengths' outside [0, {length}]")
+        labels = group["labels"][:]
+        if n and (not np.all(np.isfinite(labels)) or labels.min() < -3 or labels.max() > 3):
+            raise DataError(f"{path}: field '{split}/labels' outside [-3, 3] or not finite")
+        sizes[split] = n
+    for name, dim in features.items():
+        for stat in ("mean", "std"):
+            field = f"stats/{name}_{stat}"
+            if field not in handle or handle[field].shape != (dim,):
+                raise DataError(f"{path}: missing or misshapen field '{field}'")
     return sizes

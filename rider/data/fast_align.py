@@ -390,18 +390,19 @@ def _signature(words: dict, streams: Mapping[str, dict], labels: dict) -> tuple:
 
 
 def align_fast(paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLike,
-               attrs: Callable[[dict[str, int]], Mapping[str, str]]) -> tuple[int, dict[str, int]]:
+               attrs: Callable[[dict[str, int], dict[str, int]], Mapping[str, str]]) -> tuple[int, dict[str, int]]:
     """Align every labelled video and append it to ``out_path`` (written atomically).
 
     Videos are read one at a time and aligned in batches of bounded size (``_BATCH_BYTES``), in sorted order.
-    ``attrs(nonfinite)`` gives the file's attributes once the non-finite counts are known. Returns the number of
+    ``attrs(nonfinite, values)`` gives the file's attributes once the non-finite counts (and the values read) are
+    known. Returns the number of
     segments and the non-finite values replaced per stream (in the labelled videos, the only ones read).
     """
     with contextlib.ExitStack() as stack:
         streams_here = streams_of(paths)  # a text-only dataset has none
         readers = {role: stack.enter_context(CsdReader(paths[role], ROLES[role])) for role in ROLES if role in paths}
         check_same_videos({role: (r.path, dict.fromkeys(r.videos)) for role, r in readers.items()}, reference="labels")
-        nonfinite = dict.fromkeys(streams_here, 0)
+        nonfinite, values = dict.fromkeys(streams_here, 0), dict.fromkeys(streams_here, 0)
         problems, dropped = _Problems(streams_here), []
         with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w") as handle:
             writer = AlignedWriter(handle, streams=streams_here)
@@ -422,6 +423,7 @@ def align_fast(paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLi
                 for name in streams_here:
                     streams[name] = readers[name].read(video)
                     nonfinite[name] += _clean(streams[name])
+                    values[name] += int(streams[name]["features"].size)
                 signature = _signature(words, streams, labels)
                 if batch.names and signature != batch.signature:
                     batch = flush(batch)
@@ -436,5 +438,5 @@ def align_fast(paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLi
                             "%s", len(dropped), EPSILON, dropped[:5])
             for name, count in nonfinite.items():
                 log.info("%s: replaced %d non-finite value(s) (-inf/NaN) by 0", readers[name].path, count)
-            n_segments = writer.close(attrs(nonfinite))
+            n_segments = writer.close(attrs(nonfinite, values))
     return n_segments, nonfinite

@@ -8,12 +8,12 @@ into the folder it is given; the file names come from ``rider.report.layout``. `
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from rider.predictions import read_predictions
+from rider.readers import read_json
 from rider.report import figures as fig
 from rider.report import tables as tab
 from rider.report.aggregate import (curve_frame, latent_frame, load_evaluations, routing_frame, scalar_frame,
@@ -22,15 +22,6 @@ from rider.report.bootstrap import bootstrap_p_values
 from rider.report.layout import OVERHEAD_TABLE, OVERHEAD_TITLE
 from rider.report.paper import load_published, load_published_cost
 from rider.report.spec import ReportSpec
-
-
-def read_json(path: str | os.PathLike, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such {what}") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: {what} is not valid JSON (truncated?): {err}") from None
 
 
 def build_tables(spec: ReportSpec, published_path: str | os.PathLike, cost_path: str | os.PathLike) -> list[tab.Table]:
@@ -44,7 +35,7 @@ def build_tables(spec: ReportSpec, published_path: str | os.PathLike, cost_path:
     evaluations = load_evaluations(spec.runs)
     summary = summarize(scalar_frame(evaluations), spec.reference, spec.alpha, p_values)
     published, cost = load_published(published_path), load_published_cost(cost_path)
-    paper_sizes = read_json(spec.parameters, "parameter-count file") if spec.parameters else []
+    paper_sizes = read_json(spec.parameters, "parameter-count file", expect=list) if spec.parameters else []
     measured = [read_json(path, "overhead timing") for path in spec.overhead.values()]
     notes = kind_notes(evaluations, spec)
     return [

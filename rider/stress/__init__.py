@@ -19,6 +19,7 @@ from rider.stress.plan import (
     StressPlan,
     apply_plan,
     build_plan,
+    check_plan_cache,
     iter_severities,
     read_plan,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "StressedInputs",
     "apply_plan",
     "build_plan",
+    "check_plan_cache",
     "expected_drop_rate",
     "iter_severities",
     "load_feature_std",

@@ -6,8 +6,9 @@ bytes for every model and every run.
 
 Plan layout (SCHEMA_VERSION 1); N test samples, L padded length, K_s severities of stressor s:
 
-    /                       attrs: schema_version, seed, cache_sha256, cache_file (name only), grids (JSON),
-                                   n_samples, max_len, numpy_version, rider_version, provenance (JSON)
+    /                       attrs: schema_version, seed, cache_sha256, cache_file (name only), dataset (the
+                                   cache's), grids (JSON), n_samples, max_len, numpy_version, rider_version,
+                                   provenance (JSON)
     /ids                    str (N,)        test ids in cache order; applying checks them
     /lengths                int32 (N,)      real words per sample; applying checks them
     /labels                 float32 (N,)    the labels the conflict donors were drawn from
@@ -26,6 +27,10 @@ Plan layout (SCHEMA_VERSION 1); N test samples, L padded length, K_s severities 
       /conflict/{k}/swapped bool (N, 3)     T, A, V: which modalities come from the donor (T always False)
 
 A plan may hold a subset of the three stressors (the ``grids`` it was built with).
+
+Provenance: a plan is drawn from one cache's test split and its train-set statistics, so it is valid only with
+that cache: ``read_plan(plan, cache=...)`` (or ``check_plan_cache``) refuses any other, naming both files, and
+``build_plan(..., dataset=...)`` refuses a cache made for another dataset.
 
 Random streams: ``SeedSequence(seed, spawn_key=...)`` with one fixed key per stressor and draw, so changing one
 stressor's grid never changes another's plan, and (with the common random numbers described in noise.py,
@@ -48,7 +53,7 @@ import numpy as np
 import rider
 from rider.atomic import atomic_path
 from rider.h5 import open_h5
-from rider.provenance import sha256_file
+from rider.provenance import check_built_from, check_dataset, file_record, sha256_file
 from rider.stress import conflict, missing, noise
 from rider.stress.inputs import (
     MODALITIES,
@@ -96,6 +101,8 @@ class StressPlan:
     noise_seeds: np.ndarray | None
     noise_sha256: Mapping[str, str]
     levels: Mapping[str, tuple[Mapping[str, np.ndarray], ...]]
+    dataset: str = ""  # the cache's dataset name ("" for plans written before it was recorded)
+    cache_file: str = ""  # the cache's path when the plan was built
 
     def require(self, stressor: str) -> None:
         """Raise ValueError unless the plan holds ``stressor``."""
@@ -120,6 +127,7 @@ def build_plan(
     out_path: str | os.PathLike,
     grids: Mapping[str, Sequence[float]] | None = None,
     seed: int = 0,
+    dataset: str | None = None,
 ) -> Path:
     """Draw every stressor x severity for the cache's test split and write the plan atomically.
 
@@ -130,6 +138,7 @@ def build_plan(
         grids: stressor -> strictly increasing severities (default ``DEFAULT_GRIDS``); the plan holds exactly the
             stressors named. Noise and conflict severities lie in [0, 1], missingness in [0, 1).
         seed: a non-negative int; the same cache, grids and seed give the same plan.
+        dataset: the dataset the plan is for; a cache that records another one is refused (a swapped cache).
 
     Returns:
         ``out_path`` as a Path.
@@ -144,6 +153,8 @@ def build_plan(
     seed = int(seed)
     cache_path = Path(cache_path)
     test = load_test_split(cache_path)  # validates the cache before anything is drawn or written
+    cache_dataset = _cache_dataset(cache_path)
+    check_dataset(cache_path, "cache file", cache_dataset, dataset, "--dataset")
     sigma = load_feature_std(cache_path) if "noise" in grids else {}
     for modality, std in sigma.items():
         if std.shape[0] != test[modality].shape[2]:
@@ -163,6 +174,7 @@ def build_plan(
             "seed": seed,
             "cache_sha256": cache_sha256,
             "cache_file": cache_path.name,
+            "dataset": cache_dataset,
             "grids": json.dumps({s: list(g) for s, g in grids.items()}),
             "n_samples": n,
             "max_len": max_len,
@@ -171,8 +183,9 @@ def build_plan(
             "provenance": json.dumps(  # the shape rider.provenance.provenance() gives, without hashing twice
                 {
                     "rider_version": rider.__version__,
-                    "inputs": {"cache": {"path": str(cache_path), "sha256": cache_sha256}},
+                    "inputs": {"cache": file_record(cache_path, cache_sha256, dataset=cache_dataset)},
                     "config": {"grids": {s: list(g) for s, g in grids.items()}, "seed": seed},
+                    "dataset": cache_dataset,
                 },
                 sort_keys=True,
             ),
@@ -196,6 +209,11 @@ def build_plan(
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
     return out_path
+
+
+def _cache_dataset(cache_path: Path) -> str:
+    with open_h5(cache_path, "cache file") as f:
+        return str(f.attrs.get("dataset", ""))
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -291,18 +309,41 @@ def _check_grids(grids: Mapping[str, Sequence[float]]) -> dict[str, tuple[float,
 # --- read and apply ------------------------------------------------------------------------------------------------
 
 
-def read_plan(plan: str | os.PathLike | h5py.Group | StressPlan) -> StressPlan:
-    """Read a plan file (or an open h5py file/group) into memory, checking its schema version."""
+def read_plan(plan: str | os.PathLike | h5py.Group | StressPlan, cache: str | os.PathLike | None = None
+              ) -> StressPlan:
+    """Read a plan file (or an open h5py file/group) into memory, checking its schema version; with ``cache``,
+    check that the plan was built from that cache file (``check_plan_cache``)."""
     if isinstance(plan, StressPlan):
-        return plan
-    if isinstance(plan, h5py.Group):
-        return _read_plan(plan, source=plan.file.filename)
-    path = Path(plan)
-    with open_h5(path, "stress plan") as f:
-        return _read_plan(f, source=str(path))
+        stress_plan = plan
+    elif isinstance(plan, h5py.Group):
+        stress_plan = _read_plan(plan, source=plan.file.filename)
+    else:
+        path = Path(plan)
+        with open_h5(path, "stress plan") as f:
+            stress_plan = _read_plan(f, source=str(path))
+    if cache is not None:
+        check_plan_cache(stress_plan, cache)
+    return stress_plan
+
+
+def check_plan_cache(plan: str | os.PathLike | h5py.Group | StressPlan, cache: str | os.PathLike,
+                     sha256: str | None = None) -> None:
+    """Raise ``ProvenanceError`` unless ``plan`` (a path or ``read_plan``'s result) was drawn from the cache file
+    ``cache`` (the same content).
+
+    A plan drawn from another cache may still fit it in shape (same test ids and lengths: the same dataset built
+    with other settings) while its noise scales and conflict donors belong to the other data. ``sha256``: the
+    cache's, when the caller has it already.
+    """
+    plan = read_plan(plan)
+    check_built_from(plan.source, "stress plan", {"path": plan.cache_file or "another cache", "sha256":
+                     plan.cache_sha256}, cache, "cache file", sha256=sha256)
 
 
 def _read_plan(f: h5py.Group, source: str) -> StressPlan:
+    if "grids" not in f.attrs or "cache_sha256" not in f.attrs:
+        raise ValueError(f"{source}: not a stress plan (no attribute 'grids' or 'cache_sha256'); was it written by "
+                         "`rider plan`?")
     version = f.attrs.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ValueError(f"{source}: stress plan schema version {version}, this code reads {SCHEMA_VERSION}")
@@ -329,9 +370,18 @@ def _read_plan(f: h5py.Group, source: str) -> StressPlan:
                 {m: str(f["noise"].attrs[f"noise_sha256_{m}"]) for m in NOISY_MODALITIES} if has_noise else {}
             ),
             levels=MappingProxyType(levels),
+            dataset=str(f.attrs.get("dataset", "")),
+            cache_file=_recorded_cache_path(f),
         )
     except (KeyError, OSError) as err:
         raise ValueError(f"{source}: incomplete or damaged stress plan ({err})") from err
+
+
+def _recorded_cache_path(f: h5py.Group) -> str:
+    try:
+        return str(json.loads(f.attrs["provenance"])["inputs"]["cache"]["path"])
+    except (KeyError, TypeError, ValueError):
+        return str(f.attrs.get("cache_file", ""))
 
 
 def apply_plan(

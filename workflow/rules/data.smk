@@ -135,7 +135,8 @@ rule cache:
         glove=glove_file,
         code=sources("cache"),
     params:
-        spec=lambda wildcards: spec(wildcards.dataset, "folds", "cache", "text_encoder"),
+        # source: recorded in the cache's provenance with the rest of the section it was built from.
+        spec=lambda wildcards: spec(wildcards.dataset, "source", "folds", "cache", "text_encoder"),
         latents=lambda wildcards, input: f"--latents {input.latents}" if "latents" in input.keys() else "",
         glove=lambda wildcards, input: f"--glove {shlex.quote(str(input.glove))}" if input.glove else "",
     log:

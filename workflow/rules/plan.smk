@@ -20,4 +20,5 @@ rule plan:
     conda:
         ENV
     shell:
-        "rider plan --spec {params.spec:q} --cache {input.cache:q} --out {output:q} > {log} 2>&1"
+        "rider plan --spec {params.spec:q} --cache {input.cache:q} --dataset {wildcards.dataset}"
+        " --out {output:q} > {log} 2>&1"
