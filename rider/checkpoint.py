@@ -5,7 +5,6 @@ with ``weights_only=True``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,7 +13,9 @@ import torch
 import torch.nn as nn
 
 from rider.atomic import atomic_path, write_json
+from rider.data.csd import DataError
 from rider.model import DEFAULT_KIND, build_model, model_kind
+from rider.readers import load_state_dict, read_json
 
 WEIGHTS, CONFIG, METADATA = "model.pt", "config.json", "metadata.json"
 
@@ -32,13 +33,21 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
     """Rebuild the model from ``config.json`` and load its weights; returns (model in eval mode, config, metadata).
 
     ``config["kind"]`` names the model kind (rider.model.MODEL_KINDS); a checkpoint without it is a RIDER-MoE.
+    Every file is read through the checked readers (a missing, truncated or unsafe file is named as such), and
+    weights that do not fit the model the config describes are one error naming both.
     """
     folder = Path(folder)
-    config = json.loads((folder / CONFIG).read_text())
-    metadata = json.loads((folder / METADATA).read_text())
+    config = read_json(folder / CONFIG, "checkpoint configuration")
+    metadata = read_json(folder / METADATA, "checkpoint metadata")
     config.setdefault("kind", DEFAULT_KIND)
     kind = model_kind(config["kind"])
     model = build_model(kind.config.from_dict(config["model"], where=f"{folder / CONFIG}: model"), kind.name)
-    state = torch.load(folder / WEIGHTS, map_location=device, weights_only=True)
-    model.load_state_dict(state)
+    state = load_state_dict(folder / WEIGHTS, map_location=device)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
+        raise DataError(f"{folder / WEIGHTS}: the weights do not fit the {kind.name} model that {folder / CONFIG} "
+                        f"describes ({detail})") from None
     return model.to(device).eval(), config, metadata

@@ -210,31 +210,12 @@ def _train(args: argparse.Namespace) -> None:
     train(spec, args.cache, args.out_dir, args.seed, threads=args.threads)
 
 
-def _check_checkpoint(folder: Path, cache: Path, cache_sha256: str) -> None:
-    """Every file of a checkpoint folder readable (a truncated one named), and, when its metadata records the
-    cache it was trained on (``rider.data.cache.cache_record``), that cache."""
-    from rider.checkpoint import CONFIG, METADATA, WEIGHTS
-    from rider.provenance import check_built_from
-    from rider.readers import load_state_dict, read_json
-
-    read_json(folder / CONFIG, "checkpoint configuration")
-    metadata = read_json(folder / METADATA, "checkpoint metadata")
-    load_state_dict(folder / WEIGHTS)
-    if isinstance(metadata.get("cache"), dict):
-        check_built_from(folder / METADATA, "checkpoint", metadata["cache"], cache, "cache file", sha256=cache_sha256)
-
-
 def _evaluate(args: argparse.Namespace) -> None:
     from rider.evaluate import evaluate
-    from rider.provenance import sha256_file
-    from rider.stress import check_plan_cache, read_plan
 
     if args.predictions is not None and args.predictions.resolve() == args.out.resolve():
         raise ConfigError(f"--out and --predictions are the same file, {args.out}")
     _check_cache(args.cache, args.dataset)
-    cache_sha256 = sha256_file(args.cache)  # hashed once for the two checks below
-    _check_checkpoint(args.checkpoint, args.cache, cache_sha256)
-    check_plan_cache(read_plan(args.plan), args.cache, sha256=cache_sha256)
     evaluate(args.checkpoint, args.cache, args.plan, args.out, device=args.device, threads=args.threads,
              predictions_path=args.predictions)
 

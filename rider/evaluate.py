@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,14 +21,16 @@ import torch
 from tqdm import tqdm
 
 from rider.atomic import write_json
-from rider.checkpoint import load_checkpoint
+from rider.checkpoint import METADATA, WEIGHTS, load_checkpoint
+from rider.data.cache import cache_dataset
 from rider.data.split import arrays_to_split, feature_scales, read_arrays
 from rider.device import resolve_device
 from rider.diagnostics import dir_diagnostics, latent_correlations
 from rider.metrics import METRIC_KEYS, nauc, regression_metrics
 from rider.model import EXPERTS, ModelKind, model_kind
 from rider.predictions import Predictions, write_predictions
-from rider.stress import iter_severities, load_test_split, read_plan, zero_absent
+from rider.provenance import check_built_from, file_record, sha256_file
+from rider.stress import check_plan_cache, iter_severities, load_test_split, read_plan, zero_absent
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,15 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
         torch.set_num_threads(threads)
     started = time.perf_counter()
     torch_device = resolve_device(device)
+    # Provenance first (rider.provenance): the checkpoint and the plan must come from this cache, else the numbers
+    # would describe other data. The cache is hashed once for both checks and the record in eval.json.
+    cache_sha256 = sha256_file(cache_path)
     model, config, metadata = load_checkpoint(checkpoint_dir, torch_device)
+    if isinstance(metadata.get("cache"), dict):
+        check_built_from(Path(checkpoint_dir) / METADATA, "checkpoint", metadata["cache"], cache_path, "cache file",
+                         sha256=cache_sha256)
+    plan = read_plan(plan_path)
+    check_plan_cache(plan, cache_path, sha256=cache_sha256)
     text_feature = config["train"]["text_feature"]
     kind = model_kind(config["kind"])
     model_cfg = kind.config.from_dict(config["model"], where=f"{checkpoint_dir}: model")
@@ -81,6 +92,11 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
     clean = run_model(model, kind, test, None, scales, torch_device, text_feature, batch_size, with_views=dir_checks)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint_dir),
+        "provenance": {  # what this evaluation was computed from; the report refuses to mix caches or plans
+            "cache": file_record(cache_path, cache_sha256, dataset=cache_dataset(cache_path)),
+            "plan": file_record(plan_path, dataset=plan.dataset),
+            "checkpoint": file_record(Path(checkpoint_dir) / WEIGHTS),
+        },
         "kind": config["kind"],
         "kind_note": kind.note,
         "seed": metadata["seed"],
@@ -99,7 +115,6 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
     if latents is not None and kind.routed:
         result["latent_correlation"] = latent_correlations(clean["experts"][0], latents, experts)
 
-    plan = read_plan(plan_path)
     stressors, skipped = kind.stressors(tuple(plan.grids))
     if skipped:
         result["not_applicable"] = skipped

@@ -161,3 +161,17 @@ def test_every_schema_property_is_described():
 
     walk(schema, "")
     assert undocumented == []
+
+
+def test_a_model_config_the_schema_cannot_judge_stops_the_workflow_before_any_job(tmp_path):
+    # Heads that do not divide the width pass the schema (each is a positive integer); the workflow builds every
+    # run's RunSpec while it plans, so the dry run already fails, naming the dataset and the variant.
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({
+        "run": {"datasets": ["toy"], "models": ["wide"]}, "datasets": {"toy": TOY},
+        "models": {"wide": {"model": {"d_model": 30, "expert_heads": 4}}}, "report": {"reference": "wide"}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
+         "--configfile", str(tmp_path / "run.yaml"), "--cores", "1"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "datasets.toy with models.wide" in result.stdout + result.stderr
+    assert "d_model = 30 is not divisible by expert_heads = 4" in result.stdout + result.stderr

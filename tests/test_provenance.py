@@ -134,3 +134,46 @@ def test_checkpoint_trained_on_another_cache_is_refused(tiny_dataset, other_cach
     assert code == 2, error
     assert f"{folder / 'metadata.json'}: this checkpoint was built from the cache file {other_cache}" in error
     assert not out.exists()
+
+
+def test_training_and_evaluation_record_what_they_were_built_from(tiny_dataset, checkpoint, tmp_path):
+    from rider.evaluate import evaluate
+    from rider.provenance import sha256_file
+
+    metadata = json.loads((checkpoint / "metadata.json").read_text())
+    assert metadata["cache"] == {"path": str(tiny_dataset["cache"]), "sha256": sha256_file(tiny_dataset["cache"]),
+                                 "dataset": "test"}
+    plan = build_plan(tiny_dataset["cache"], tmp_path / "plan.h5", grids=json.loads(GRIDS)["grids"])
+    result = evaluate(checkpoint, tiny_dataset["cache"], plan, tmp_path / "eval.json", threads=1)
+    assert result["provenance"]["cache"] == metadata["cache"]
+    assert result["provenance"]["plan"]["sha256"] == sha256_file(plan)
+    assert result["provenance"]["checkpoint"]["sha256"] == sha256_file(checkpoint / "model.pt")
+
+
+def test_the_report_refuses_to_mix_evaluations_of_different_caches(tmp_path):
+    from rider.provenance import ProvenanceError
+    from rider.report.aggregate import load_evaluations
+    from rider.report.spec import RunRef
+
+    runs = []
+    for model, cache in (("a", "1" * 64), ("b", "2" * 64)):
+        path = tmp_path / f"{model}.json"
+        path.write_text(json.dumps({"clean": {}, "stress": {}, "provenance": {
+            "cache": {"path": f"{model}.h5", "sha256": cache}, "plan": {"path": "p.h5", "sha256": "3" * 64}}}))
+        runs.append(RunRef("toy", model, 0, path))
+    with pytest.raises(ProvenanceError, match=f"{runs[1].eval}: evaluated on the cache b.h5 .* but {runs[0].eval}"):
+        load_evaluations(runs)
+    assert len(load_evaluations(runs[:1])) == 1
+
+
+def test_weights_that_do_not_fit_their_config_are_one_error(checkpoint, tmp_path):
+    from rider.checkpoint import load_checkpoint
+    from rider.data.csd import DataError
+
+    folder = tmp_path / "checkpoint"
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["d_model"] *= 2
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match=r"model.pt: the weights do not fit the rider_moe model that .*config.json"):
+        load_checkpoint(folder)

@@ -34,7 +34,7 @@ def test_full_sweep_adds_every_listed_variant_once(repo_config):
     assert models[len(config["run"]["models"]):] == [
         "prior_025", "prior_050", "prior_075", "prior_150", "prior_200", "dir_001", "dir_003", "dir_008", "dir_010",
         "pid002_syn005", "pid005_syn002", "pid002_syn008", "pid008_syn002"]
-    assert len(models) == len(set(models)) == 23
+    assert len(models) == len(set(models)) == 28  # RIDER-MoE, nine ablations, five baselines, 13 sweep variants
 
 
 def test_spec_from_config_runs_labels_and_paper_counterparts(repo_config):

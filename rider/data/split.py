@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 import torch
 
@@ -38,10 +37,15 @@ class Split:
 
 def feature_scales(cache_path: str | os.PathLike, text_feature: str = "text_glove") -> dict[str, np.ndarray]:
     """Per-feature divisor of each stream: the train-set std, 1 where a feature is constant."""
-    with h5py.File(cache_path, "r") as handle:
+    with open_h5(cache_path, "cache file") as handle:
         scales = {}
         for stream, name in zip(STREAMS, (text_feature, "audio", "vision")):
-            std = handle[f"stats/{name}_std"][:]
+            if f"stats/{name}_std" not in handle:
+                raise DataError(f"{cache_path}: no stats/{name}_std (the train-set scale of {name}); rebuild the cache")
+            try:
+                std = handle[f"stats/{name}_std"][:]
+            except OSError as err:
+                raise DataError(f"{cache_path}: not a readable cache file (truncated or corrupt?): {err}") from None
             scales[stream] = np.where(std > 1e-8, std, 1.0).astype(np.float32)
     return scales
 
@@ -74,10 +78,13 @@ def read_arrays(cache_path: str | os.PathLike, split: str, text_feature: str = "
         missing = [name for name in names if name not in group]
         if missing:
             raise DataError(f"{cache_path}: split '{split}' lacks {missing}")
-        arrays = {name: group[name][:] for name in names}
-        arrays["ids"] = group["ids"].asstr()[:]
-        if "latents" in group:
-            arrays["latents"] = {name: group[f"latents/{name}"][:] for name in group["latents"]}
+        try:  # a damaged chunk surfaces only when its data is read
+            arrays = {name: group[name][:] for name in names}
+            arrays["ids"] = group["ids"].asstr()[:]
+            if "latents" in group:
+                arrays["latents"] = {name: group[f"latents/{name}"][:] for name in group["latents"]}
+        except OSError as err:
+            raise DataError(f"{cache_path}: not a readable cache file (truncated or corrupt?): {err}") from None
     return arrays
 
 

@@ -16,7 +16,6 @@ dropped: its mean is NaN.
 
 from __future__ import annotations
 
-import json
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -24,6 +23,8 @@ import pandas as pd
 from scipy import stats
 
 from rider.metrics import METRIC_KEYS, nauc
+from rider.provenance import ProvenanceError
+from rider.readers import read_json
 from rider.report.layout import DIAGNOSTICS
 from rider.report.spec import RunRef
 
@@ -32,26 +33,36 @@ ROUTING_GROUPS = ("π_U", "π_R", "π_S")  # π_U = π_U_T + π_U_A + π_U_V (pa
 
 
 def load_evaluations(runs: Iterable[RunRef]) -> dict[RunRef, dict]:
-    """Read every run's eval.json; check that it holds what the report uses.
+    """Read every run's eval.json (through the checked reader); check that it holds what the report uses, and that
+    the evaluations of one dataset share one cache and one stress plan (``provenance`` in eval.json), so that no
+    table mixes numbers computed on different data.
 
     Raises:
         FileNotFoundError: a missing file. ValueError: a file that is not JSON or lacks ``clean`` / ``stress``,
-            or two runs with the same (dataset, model, seed); the message names the file.
+            two runs with the same (dataset, model, seed), or (``ProvenanceError``) two evaluations of a dataset
+            from different caches or plans; the message names the files.
     """
     evaluations: dict[RunRef, dict] = {}
     seen: dict[tuple, RunRef] = {}
+    sources: dict[tuple[str, str], tuple[str, RunRef]] = {}  # (dataset, "cache" | "plan") -> (sha256, first run)
     for run in runs:
         key = (run.dataset, run.model, run.seed)
         if key in seen:
             raise ValueError(f"{run.eval}: {key} is also given by {seen[key].eval}")
         seen[key] = run
-        try:
-            result = json.loads(run.eval.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{run.eval}: not valid JSON: {err}") from None
+        result = read_json(run.eval, "evaluation")
         missing = [part for part in ("clean", "stress") if part not in result]
         if missing:
             raise ValueError(f"{run.eval}: no {missing} in the evaluation (written by rider.evaluate?)")
+        for part, record in result.get("provenance", {}).items():
+            if part == "checkpoint":
+                continue
+            first = sources.setdefault((run.dataset, part), (record["sha256"], run))
+            if first[0] != record["sha256"]:
+                raise ProvenanceError(
+                    f"{run.eval}: evaluated on the {part} {record['path']} (sha256 {record['sha256'][:12]}), but "
+                    f"{first[1].eval} on another {part} (sha256 {first[0][:12]}) of dataset {run.dataset}: one "
+                    f"table would mix them; re-evaluate on one {part}")
         evaluations[run] = result
     return evaluations
 

@@ -29,6 +29,7 @@ from rider.checkpoint import save_checkpoint
 from rider.config import from_mapping
 from rider.metrics import METRIC_KEYS, regression_metrics
 from rider.data.csd import DataError
+from rider.data.cache import cache_record
 from rider.data.split import Split, load_split
 from rider.device import resolve_device
 from rider.model import DEFAULT_KIND, Batch, LossWeights, ModelConfig, build_model, count_parameters, model_kind
@@ -219,7 +220,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         "rider_version": rider.__version__,
         "torch_version": torch.__version__,
         "python": platform.python_version(),
-        "cache": str(cache_path),
+        "cache": cache_record(cache_path),  # checked when the checkpoint is evaluated (rider.provenance)
     }
     with atomic_path(out_dir / EPOCHS_FILE, suffix=".csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -29,6 +29,7 @@ rule evaluate:
         ENV
     shell:
         "rider evaluate --checkpoint {params.checkpoint:q} --cache {input.cache:q} --plan {input.plan:q}"
+        " --dataset {wildcards.dataset}"
         " --threads {threads} --out {output.evaluation:q} --predictions {output.predictions:q} > {log} 2>&1"
 
 

@@ -30,7 +30,7 @@ rule train:
     conda:
         ENV
     shell:
-        "rider train --spec {params.spec:q} --cache {input.cache:q} --seed {wildcards.seed}"
+        "rider train --spec {params.spec:q} --cache {input.cache:q} --dataset {wildcards.dataset} --seed {wildcards.seed}"
         " --threads {threads} --out-dir {params.out_dir:q} > {log} 2>&1"
 
 
