@@ -220,3 +220,15 @@ def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+class ConfigSection:
+    """``from_dict`` / ``to_dict`` for a frozen config dataclass (a model's, a loss's): strict on the way in
+    (``from_mapping``: unknown keys and wrong scalar types refused, naming ``where``), plain JSON on the way out."""
+
+    @classmethod
+    def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
+        return from_mapping(cls, values, where or cls.__name__)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

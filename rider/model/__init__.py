@@ -1,13 +1,14 @@
-"""RIDER-MoE, the model of the paper (§3, App. B), and its training objective (Eq. 3).
-
-One concept per module: ``config`` (hyper-parameters), ``encoders`` (g_m), ``fusion`` (f_fuse), ``experts``
-(U_T, U_A, U_V, R, S), ``router`` (Eqs. 21-39), ``rider_moe`` (the forward pass and masked views),
-``losses`` (Eqs. 2, 23, 43-52), ``params`` (parameter counts beside the paper's Table 6), ``text_only``
-(g_T and a regression head, for text-only data).
+"""Every model the pipeline trains: RIDER-MoE (§3, App. B) and the baselines of Tables 1-2, behind one interface.
 
 Every model, baseline or not, is a ``ModelKind`` (``kind``: what the pipeline needs to know) registered in
 ``registry.MODEL_KINDS``; a variant picks one with ``kind`` (config.yaml), the checkpoint's config.json records it,
 and the one trainer, checkpoint loader and evaluator build from it. ``objective``: loss terms weighted in one place.
+
+RIDER-MoE, one concept per module: ``config`` (hyper-parameters), ``encoders`` (g_m), ``fusion`` (f_fuse),
+``experts`` (U_T, U_A, U_V, R, S), ``router`` (Eqs. 21-39), ``rider_moe`` (the forward pass and masked views),
+``losses`` (Eqs. 2, 23, 43-52), ``text_only`` (g_T and a regression head, for text-only data).
+The baselines, one module each: ``tfn``, ``lmf``, ``mult``, ``misa``, ``self_mm`` (``recurrent``: the padded LSTMs
+MISA and Self-MM share). ``params``: every kind's parameter count at its published sizes (Table 6).
 """
 
 from __future__ import annotations

@@ -6,17 +6,15 @@ know, because a misspelt ablation switch would otherwise silently train the full
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
 
-from rider.config import from_mapping
+from rider.config import ConfigSection
 
 MASK_KINDS = ("learned", "zeros")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ConfigSection):
     """Everything that shapes the network. Loss coefficients live in ``LossWeights``: they change the
     objective, not the model, and a checkpoint is rebuilt from this config alone."""
 
@@ -75,16 +73,10 @@ class ModelConfig:
         if self.mask_kind not in MASK_KINDS:
             raise ValueError(f"ModelConfig: mask_kind = {self.mask_kind!r}, expected one of {MASK_KINDS}")
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "model config") -> "ModelConfig":
-        return from_mapping(cls, values, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
-class LossWeights:
+class LossWeights(ConfigSection):
     """Eq. 3's coefficients (App. C.5, MOSI) and the two synergy sub-term switches of Table 3."""
 
     lambda_cls: float = 0.05
@@ -109,12 +101,6 @@ class LossWeights:
             "syn_res": self.lambda_syn * self.use_syn_res,
         }
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "loss weights") -> "LossWeights":
-        return from_mapping(cls, values, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # App. C.5: what changes from the MOSI defaults for CMU-MOSEI (probe/router settings stay the same).

@@ -95,3 +95,12 @@ class ModelKind:
             skipped["missing"] = (f"{self.name} reads only {self.modalities[0]}: dropping it leaves nothing to "
                                   "predict from, dropping the others changes nothing")
         return tuple(s for s in available if s not in skipped), skipped
+
+
+def check_input_widths(model: str, cfg: Any, **inputs: torch.Tensor) -> None:
+    """Refuse inputs whose feature width is not the one ``cfg`` was built for (``<name>_dim``), naming both: a wrong
+    width would otherwise surface as a shape error deep inside the network."""
+    for name, x in inputs.items():
+        expected = getattr(cfg, f"{name}_dim")
+        if x.shape[-1] != expected:
+            raise ValueError(f"{model}: {name} has {x.shape[-1]} features, the config expects {expected}")

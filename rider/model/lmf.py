@@ -44,22 +44,21 @@ Shapes: B batch, L words, Dt/Da/Dv input features, Ht LSTM width, To/Ha/Hv repre
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 
-from rider.config import from_mapping
-from rider.model.kind import ModelKind
+from rider.config import ConfigSection
+from rider.model.kind import ModelKind, check_input_widths
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.tfn import FeatureSubNet, TextSubNet, with_one
 
 
 @dataclass(frozen=True)
-class LMFConfig:
+class LMFConfig(ConfigSection):
     """LMF's sizes; defaults = MMSA 2.2.1 config_regression.json, lmf.datasetParams.mosi (its hidden_dims list is
     [text, audio, vision])."""
 
@@ -88,12 +87,6 @@ class LMFConfig:
         if self.factor_lr <= 0:
             raise ValueError(f"LMFConfig: factor_lr = {self.factor_lr} must be > 0")
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "lmf model config") -> "LMFConfig":
-        return from_mapping(cls, values, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def glorot_normal(rank: int, width: int) -> nn.Parameter:
@@ -138,10 +131,7 @@ class LMF(nn.Module):
     def forward(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor,
                 lengths: torch.Tensor) -> LMFOutput:
         """text (B, L, Dt), audio (B, L, Da), vision (B, L, Dv), lengths (B,)."""
-        for name, x in (("text", text), ("audio", audio), ("vision", vision)):
-            if x.shape[-1] != getattr(self.cfg, f"{name}_dim"):
-                raise ValueError(f"LMF: {name} has {x.shape[-1]} features, the config expects "
-                                 f"{getattr(self.cfg, f'{name}_dim')}")
+        check_input_widths("LMF", self.cfg, text=text, audio=audio, vision=vision)
         z_l = self.text_subnet(text, lengths)  # (B, To)
         z_a = self.audio_subnet(audio, lengths)  # (B, Ha)
         z_v = self.vision_subnet(vision, lengths)  # (B, Hv)

@@ -49,16 +49,15 @@ D hidden (d_h, ``hidden_size``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Mapping, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 
-from rider.config import from_mapping
-from rider.model.kind import MODALITY_NAMES, ModelKind
+from rider.config import ConfigSection
+from rider.model.kind import MODALITY_NAMES, ModelKind, check_input_widths
 from rider.model.objective import Objective, PureObjective, task_loss
 from rider.model.recurrent import run_backward, run_forward, truncate
 
@@ -66,7 +65,7 @@ RNN_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
 @dataclass(frozen=True)
-class MISAConfig:
+class MISAConfig(ConfigSection):
     """The network. Defaults: MMSA 2.2.1 config_regression.json, misa.datasetParams.mosi (MOSEI in ``PAPER``)."""
 
     hidden_size: int = 128  # d_h, the width of u_m and of both subspaces (MOSI and MOSEI: 128)
@@ -113,16 +112,10 @@ class MISAConfig:
         own = getattr(self, f"{modality}_rnn_dim")
         return getattr(self, f"{modality}_dim") if own is None else own
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "misa model") -> "MISAConfig":
-        return from_mapping(cls, values, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
-class MISALoss:
+class MISALoss(ConfigSection):
     """L = L_task + α L_sim + β L_diff + γ L_recon. Defaults: MMSA misa.datasetParams.mosi (MOSEI: ``PAPER_LOSS``)."""
 
     sim_weight: float = 0.3  # α (MOSEI 0.8)
@@ -140,12 +133,6 @@ class MISALoss:
     def coefficients(self) -> dict[str, float]:
         return {"task": 1.0, "sim": self.sim_weight, "diff": self.diff_weight, "recon": self.recon_weight}
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "misa loss") -> "MISALoss":
-        return from_mapping(cls, values, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class MISAOutput(NamedTuple):
@@ -205,10 +192,7 @@ class MISA(nn.Module):
                 lengths: torch.Tensor) -> MISAOutput:
         """text (B, L, Dt), audio (B, L, Da), vision (B, L, Dv), lengths (B,)."""
         inputs = (text, audio, vision)
-        for name, x in zip(MODALITY_NAMES, inputs):
-            if x.shape[-1] != getattr(self.cfg, f"{name}_dim"):
-                raise ValueError(f"MISA: {name} has {x.shape[-1]} features, the config expects "
-                                 f"{getattr(self.cfg, f'{name}_dim')}")
+        check_input_widths("MISA", self.cfg, text=text, audio=audio, vision=vision)
         u = torch.stack([project(encoder(x, lengths))
                          for encoder, project, x in zip(self.encoders, self.project, inputs)])  # (M, B, D)
         private = torch.stack([E_p(u_m) for E_p, u_m in zip(self.private, u)])  # h_m^p, (M, B, D)

@@ -60,22 +60,21 @@ streams, 6D the fused read-out.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rider.config import from_mapping
+from rider.config import ConfigSection
 from rider.model.kind import MODALITY_NAMES, ModelKind
 from rider.model.objective import TaskLoss, task_objective
 
 
 @dataclass(frozen=True)
-class MultConfig:
+class MultConfig(ConfigSection):
     """MulT's hyper-parameters; defaults are MMSA 2.2.1's CMU-MOSI values (config_regression.json, mult)."""
 
     d_model: int = 50  # dst_feature_dim_nheads[0]: width d of every crossmodal stream
@@ -127,12 +126,6 @@ class MultConfig:
         return {"text": self.attn_dropout, "audio": self.attn_dropout_audio,
                 "vision": self.attn_dropout_vision}[modality]
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "mult model") -> "MultConfig":
-        return from_mapping(cls, values, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # Every (source, target) direction of §3.2, in the authors' order within a target: the target's stream is

@@ -7,13 +7,12 @@ task alone: the absolute error of Eq. 2, which every baseline here is trained wi
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 
-from rider.config import from_mapping
+from rider.config import ConfigSection
 
 
 class Batch(NamedTuple):
@@ -76,18 +75,12 @@ def task_loss(prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class TaskLoss:
+class TaskLoss(ConfigSection):
     """A model trained on the task loss alone (no coefficients to set)."""
 
     def coefficients(self) -> dict[str, float]:
         return {"task": 1.0}
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "loss") -> "TaskLoss":
-        return from_mapping(cls, values, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def task_objective(config: Any = None, loss: Any = None, train_size: int = 0) -> Objective:

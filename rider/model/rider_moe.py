@@ -18,6 +18,7 @@ from rider.model.config import ModelConfig
 from rider.model.encoders import ModalityEncoder
 from rider.model.experts import build_experts
 from rider.model.fusion import Fusion
+from rider.model.kind import check_input_widths
 from rider.model.router import ReliabilityRouter
 
 MODALITIES = ("T", "A", "V")
@@ -68,10 +69,7 @@ class RiderMoE(nn.Module):
     def encode(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor, lengths: torch.Tensor,
                presence: torch.Tensor | None = None) -> torch.Tensor:
         """h_m for each modality, with MASK_m where ``presence`` says a modality is absent (App. C.2)."""
-        for name, x, dim in (("text", text, self.cfg.text_dim), ("audio", audio, self.cfg.audio_dim),
-                             ("vision", vision, self.cfg.vision_dim)):
-            if x.shape[-1] != dim:
-                raise ValueError(f"RiderMoE: {name} has {x.shape[-1]} features, the config expects {dim}")
+        check_input_widths("RiderMoE", self.cfg, text=text, audio=audio, vision=vision)
         h = torch.stack([enc(x, lengths) for enc, x in zip(self.encoders, (text, audio, vision))], dim=1)  # (B, M, D)
         if presence is not None:
             h = torch.where(presence[:, :, None], h, self.mask)  # (B, M, D)

@@ -54,15 +54,14 @@ P the width of a head's representation.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
 
-from rider.config import from_mapping
-from rider.model.kind import MODALITY_NAMES, ModelKind
+from rider.config import ConfigSection
+from rider.model.kind import MODALITY_NAMES, ModelKind, check_input_widths
 from rider.model.objective import Batch, Objective, task_loss
 from rider.model.recurrent import run_forward, truncate
 
@@ -71,7 +70,7 @@ HEADS = ("fusion", *MODALITY_NAMES)  # the four representations and predictions,
 
 
 @dataclass(frozen=True)
-class SelfMMConfig:
+class SelfMMConfig(ConfigSection):
     """The network and its per-subnetwork optimiser settings. Defaults: MMSA 2.2.1 config_regression.json,
     self_mm.datasetParams.mosi (MOSEI in ``PAPER``)."""
 
@@ -122,16 +121,10 @@ class SelfMMConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"SelfMMConfig: {name} = {getattr(self, name)} must be >= 0")
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "self_mm model") -> "SelfMMConfig":
-        return from_mapping(cls, values, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
-class SelfMMLoss:
+class SelfMMLoss(ConfigSection):
     """The unimodal terms' weights (the authors add all four terms with weight 1) and the label generation's
     settings (MMSA self_mm, MOSI and MOSEI alike)."""
 
@@ -151,12 +144,6 @@ class SelfMMLoss:
     def coefficients(self) -> dict[str, float]:
         return {"task": 1.0, "text": self.text_weight, "audio": self.audio_weight, "vision": self.vision_weight}
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "self_mm loss") -> "SelfMMLoss":
-        return from_mapping(cls, values, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class SelfMMOutput(NamedTuple):
@@ -212,10 +199,7 @@ class SelfMM(nn.Module):
     def forward(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor,
                 lengths: torch.Tensor) -> SelfMMOutput:
         """text (B, L, Dt), audio (B, L, Da), vision (B, L, Dv), lengths (B,)."""
-        for name, x in zip(MODALITY_NAMES, (text, audio, vision)):
-            if x.shape[-1] != getattr(self.cfg, f"{name}_dim"):
-                raise ValueError(f"SelfMM: {name} has {x.shape[-1]} features, the config expects "
-                                 f"{getattr(self.cfg, f'{name}_dim')}")
+        check_input_widths("SelfMM", self.cfg, text=text, audio=audio, vision=vision)
         valid = (torch.arange(text.shape[1], device=text.device)[None, :] < lengths[:, None]).to(text.dtype)  # (B, L)
         t = (text * valid[..., None]).sum(dim=1) / valid.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, Dt)
         a = self.audio_subnet(audio, lengths)  # (B, audio_out)

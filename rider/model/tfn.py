@@ -53,15 +53,14 @@ width, F = (Ha+1)(Hv+1)(To+1) fused features.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 
-from rider.config import from_mapping
-from rider.model.kind import ModelKind
+from rider.config import ConfigSection
+from rider.model.kind import ModelKind, check_input_widths
 from rider.model.objective import TaskLoss, task_objective
 
 # The labels lie in [-3, 3]; TFN's output is 6·sigmoid(o) − 3 (the authors' output_range and output_shift).
@@ -69,7 +68,7 @@ LABEL_RANGE = 3.0
 
 
 @dataclass(frozen=True)
-class TFNConfig:
+class TFNConfig(ConfigSection):
     """TFN's sizes; defaults = MMSA 2.2.1 config_regression.json, tfn.datasetParams.mosi (its hidden_dims list is
     [text, audio, vision])."""
 
@@ -96,12 +95,6 @@ class TFNConfig:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"TFNConfig: {name} = {getattr(self, name)} must be in [0, 1)")
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "tfn model config") -> "TFNConfig":
-        return from_mapping(cls, values, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def word_mask(lengths: torch.Tensor, L: int) -> torch.Tensor:
@@ -183,10 +176,7 @@ class TFN(nn.Module):
     def forward(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor,
                 lengths: torch.Tensor) -> TFNOutput:
         """text (B, L, Dt), audio (B, L, Da), vision (B, L, Dv), lengths (B,)."""
-        for name, x in (("text", text), ("audio", audio), ("vision", vision)):
-            if x.shape[-1] != getattr(self.cfg, f"{name}_dim"):
-                raise ValueError(f"TFN: {name} has {x.shape[-1]} features, the config expects "
-                                 f"{getattr(self.cfg, f'{name}_dim')}")
+        check_input_widths("TFN", self.cfg, text=text, audio=audio, vision=vision)
         z_l = self.text_subnet(text, lengths)  # (B, To)
         z_a = self.audio_subnet(audio, lengths)  # (B, Ha)
         z_v = self.vision_subnet(vision, lengths)  # (B, Hv)

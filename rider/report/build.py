@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 from rider.predictions import read_predictions
 from rider.readers import read_json
