@@ -153,8 +153,10 @@ def test_an_absent_modality_reaches_the_model_as_its_kind_declares(kind):
 
 @pytest.fixture(scope="module", params=KINDS)
 def trained(request, small_dataset, tmp_path_factory):
+    # One thread: an LSTM step is many tiny parallel regions, and two threads on a loaded 2-core machine wait on
+    # each other at every one of them (measured: MISA's small run 15 s with one thread, over 10 minutes with two).
     folder = tmp_path_factory.mktemp(request.param)
-    metadata = train(RunSpec.from_dict(SMALL_RUNS[request.param]), small_dataset["cache"], folder, seed=1, threads=2)
+    metadata = train(RunSpec.from_dict(SMALL_RUNS[request.param]), small_dataset["cache"], folder, seed=1, threads=1)
     return request.param, folder, metadata
 
 
@@ -171,7 +173,7 @@ def test_evaluation_under_every_stressor_that_applies(trained, small_dataset, tm
     kind, folder, _ = trained
     entry = MODEL_KINDS[kind]
     plan = build_plan(small_dataset["cache"], tmp_path / "plan.h5", seed=0)
-    result = evaluate(folder, small_dataset["cache"], plan, tmp_path / "eval.json", threads=2)
+    result = evaluate(folder, small_dataset["cache"], plan, tmp_path / "eval.json", threads=1)
     applies, skipped = entry.stressors(tuple(DEFAULT_GRIDS))
     assert tuple(result["stress"]) == applies and tuple(result["nauc"]) == applies
     assert set(result.get("not_applicable", {})) == set(skipped)

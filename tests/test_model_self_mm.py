@@ -113,7 +113,7 @@ def test_the_label_memory_through_the_trainer_hooks_by_hand():
 def test_the_trainer_drives_the_memory(tiny_dataset, tmp_path):
     """Through the real trainer: no unimodal term in epoch 1 (every y_s = y_m), then labels that move."""
     run = {"kind": "self_mm", "model": TINY, "train": {"epochs": 3, "lr": 3e-3}}  # input sizes: the cache's
-    train(RunSpec.from_dict(run), tiny_dataset["cache"], tmp_path, seed=0, threads=2)
+    train(RunSpec.from_dict(run), tiny_dataset["cache"], tmp_path, seed=0, threads=1)
     rows = list(csv.DictReader(open(tmp_path / "epochs.csv")))
     assert [float(rows[0][f"train_{m}"]) for m in ("text", "audio", "vision")] == [0.0, 0.0, 0.0]
     assert all(float(rows[2][f"train_{m}"]) > 0 for m in ("text", "audio", "vision"))
