@@ -154,7 +154,8 @@ def test_an_absent_modality_reaches_the_model_as_its_kind_declares(kind):
 @pytest.fixture(scope="module", params=KINDS)
 def trained(request, small_dataset, tmp_path_factory):
     # One thread: an LSTM step is many tiny parallel regions, and two threads on a loaded 2-core machine wait on
-    # each other at every one of them (measured: MISA's small run 15 s with one thread, over 10 minutes with two).
+    # each other at every one of them (seen here: MISA's small run took 15 s with one thread, and more than ten
+    # minutes with two while another job held one core).
     folder = tmp_path_factory.mktemp(request.param)
     metadata = train(RunSpec.from_dict(SMALL_RUNS[request.param]), small_dataset["cache"], folder, seed=1, threads=1)
     return request.param, folder, metadata
