@@ -39,7 +39,7 @@ def test_full_sweep_adds_every_listed_variant_once(repo_config):
 
 def test_spec_from_config_runs_labels_and_paper_counterparts(repo_config):
     spec = ReportSpec.from_json(json.dumps(spec_from_config(repo_config, EVAL), sort_keys=True))
-    assert len(spec.runs) == 10 * 2
+    assert len(spec.runs) == len(repo_config["run"]["models"]) * 2 == 15 * 2  # ten RIDER-MoE variants, five baselines
     assert spec.runs[0].eval.as_posix() == "results/synth_mosi/rider_moe/seed0/eval.json"
     assert list(spec.models) == repo_config["run"]["models"]  # the order survives sorted JSON keys
     assert spec.models["no_prior"] == "w/o prior injection (λ_p = 0)"
