@@ -149,6 +149,9 @@ def test_bad_tables_are_named_with_the_field(tmp_path):
     write_tables(tmp_path, segments=[("tr", 0, 1.0, 2.0, 1.0, "dev")], texts={})
     with pytest.raises(DataError, match="field 'std_split' is 'dev'"):
         read_segment_table(segment_table)
+    write_tables(tmp_path, segments=[("tr", 0, 1.0, 2.0, 1.0, "train"), ("tr", 0, 3.0, 4.0, 1.0, "train")], texts={})
+    with pytest.raises(DataError, match=r"segments\.csv: line 3: segment tr\[0\] is also on line 2"):
+        read_segment_table(segment_table)
 
 
 def test_the_mosei_files_are_found_in_the_shared_folder():

@@ -37,6 +37,7 @@ import numpy as np
 from rider.atomic import atomic_path
 from rider.data.csd import DataError, Entries, write_sequence
 from rider.data.folds import SPLITS, split_of
+from rider.data.transcripts import read_keyed_table
 
 log = logging.getLogger(__name__)
 
@@ -76,60 +77,28 @@ class Segment:
     line: int            # line in the segment table, for messages
 
 
-def _rows(path: Path, columns: tuple[str, ...]):
-    """(line, row) of a CSV table that has every one of ``columns``."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such table")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in columns if c not in (reader.fieldnames or ())]
-        if missing:
-            raise DataError(f"{path}: lacks the column(s) {missing}")
-        yield from enumerate(reader, start=2)
+def _segment(row: dict[str, str], line: int) -> Segment:
+    segment = Segment(row["video_id"], int(row["csd_index"]), float(row["start"]), float(row["end"]),
+                      float(row["sentiment"]), row["std_split"], row.get("mmsa_key", ""), line)
+    if segment.split not in ("", *SPLITS):
+        raise ValueError(f"field 'std_split' is {segment.split!r}, expected one of {list(SPLITS)} or empty (outside "
+                         "the standard set)")
+    if not -3.0 <= segment.label <= 3.0 or not segment.start <= segment.end:
+        raise ValueError(f"segment {segment.video}[{segment.row}] has label {segment.label} and interval "
+                         f"[{segment.start}, {segment.end}]: expected a label in [-3, 3] and start <= end")
+    return segment
 
 
 def read_segment_table(path: str | os.PathLike) -> list[Segment]:
-    """Every row of the segment table, checked: a known split, a label in [-3, 3], no (video, row) twice."""
-    path = Path(path)
-    segments, seen = [], {}
-    for line, row in _rows(path, SEGMENT_COLUMNS):
-        try:
-            segment = Segment(row["video_id"], int(row["csd_index"]), float(row["start"]), float(row["end"]),
-                              float(row["sentiment"]), row["std_split"], row.get("mmsa_key", ""), line)
-        except ValueError as err:
-            raise DataError(f"{path}: line {line}: {err}") from None
-        if segment.split not in ("", *SPLITS):
-            raise DataError(f"{path}: line {line}: field 'std_split' is {segment.split!r}, expected one of "
-                            f"{list(SPLITS)} or empty (outside the standard set)")
-        if not -3.0 <= segment.label <= 3.0 or not segment.start <= segment.end:
-            raise DataError(f"{path}: line {line}: segment {segment.video}[{segment.row}] has label {segment.label} "
-                            f"and interval [{segment.start}, {segment.end}]: expected a label in [-3, 3] and "
-                            "start <= end")
-        where = (segment.video, segment.row)
-        if where in seen:
-            raise DataError(f"{path}: line {line}: segment {segment.video}[{segment.row}] is also on line "
-                            f"{seen[where]}")
-        seen[where] = line
-        segments.append(segment)
-    return segments
+    """Every row of the segment table, in its order, checked: a known split, a label in [-3, 3], start <= end."""
+    return list(read_keyed_table(path, SEGMENT_COLUMNS, _segment, "segment table").values())
 
 
 def read_text_table(path: str | os.PathLike) -> dict[tuple[str, int], dict]:
-    """The transcripts keyed by (video, row in the label file); a key twice is an error."""
-    path = Path(path)
-    table = {}
-    for line, row in _rows(path, TEXT_COLUMNS):
-        try:
-            key = (row["video_id"], int(row["csd_index"]))
-            parsed = {"label": float(row["sentiment"]), "text": row["text"].strip(),
-                      "method": row.get("text_map_method", ""), "line": line}
-        except ValueError as err:
-            raise DataError(f"{path}: line {line}: {err}") from None
-        if key in table:
-            raise DataError(f"{path}: line {line}: segment {key[0]}[{key[1]}] has a transcript on line "
-                            f"{table[key]['line']} too")
-        table[key] = parsed
-    return table
+    """The transcripts keyed by (video, row in the label file)."""
+    return read_keyed_table(path, TEXT_COLUMNS, lambda row, line: {
+        "label": float(row["sentiment"]), "text": row["text"].strip(), "method": row.get("text_map_method", ""),
+        "line": line}, "transcript table")
 
 
 def select_segments(segments: list[Segment], texts: Mapping[tuple[str, int], dict],

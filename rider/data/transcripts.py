@@ -29,12 +29,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
 from rider.data.csd import ROLES, DataError, Entries, read_metadata, read_sequence, write_sequence
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Each dataset's genuine files in the shared folder. MOSI has its label file and a transcript table keyed by its
 # rows (the transcribe stage reads both); MOSEI has a segment table holding its label file's rows and a table of
@@ -76,28 +78,38 @@ def labels_from_table(config: TranscriptsConfig) -> bool:
     return "labels" not in SHARED_FILES[config.dataset]
 
 
-def read_transcripts(path: str | os.PathLike) -> dict[tuple[str, int], dict]:
-    """The transcript table keyed by (video, row in the label file)."""
+def read_keyed_table(path: str | os.PathLike, columns: tuple[str, ...],
+                     parse: Callable[[dict[str, str], int], T], what: str) -> dict[tuple[str, int], T]:
+    """A CSV table keyed by (video_id, csd_index), each row through ``parse(row, line)``, in the file's order.
+
+    A missing column, a value ``parse`` rejects (ValueError) or a key twice stops with the file and the line.
+    """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such transcript table")
+        raise DataError(f"{path}: no such {what}")
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or ())]
+        missing = [c for c in columns if c not in (reader.fieldnames or ())]
         if missing:
             raise DataError(f"{path}: lacks the column(s) {missing}")
-        table = {}
+        table, lines = {}, {}
         for line, row in enumerate(reader, start=2):
             try:
                 key = (row["video_id"], int(row["csd_index"]))
-                parsed = {"start": float(row["start"]), "end": float(row["end"]), "label": float(row["label"]),
-                          "text": row["text"], "words": row["text_wordaligned"].split(), "line": line}
+                parsed = parse(row, line)
             except ValueError as err:
                 raise DataError(f"{path}: line {line}: {err}") from None
             if key in table:
-                raise DataError(f"{path}: line {line}: segment {key[0]}[{key[1]}] appears twice")
-            table[key] = parsed
+                raise DataError(f"{path}: line {line}: segment {key[0]}[{key[1]}] is also on line {lines[key]}")
+            table[key], lines[key] = parsed, line
     return table
+
+
+def read_transcripts(path: str | os.PathLike) -> dict[tuple[str, int], dict]:
+    """The transcript table keyed by (video, row in the label file)."""
+    return read_keyed_table(path, _COLUMNS, lambda row, line: {
+        "start": float(row["start"]), "end": float(row["end"]), "label": float(row["label"]), "text": row["text"],
+        "words": row["text_wordaligned"].split(), "line": line}, "transcript table")
 
 
 def _exclusive_part(intervals: np.ndarray, k: int) -> tuple[float, float] | None:
