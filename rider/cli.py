@@ -148,6 +148,14 @@ def _download(args: argparse.Namespace) -> None:
     download(from_mapping(DownloadConfig, spec.get("cmu", {}), "cmu"), args.out_dir, files, roles=args.roles)
 
 
+def _labels(args: argparse.Namespace) -> None:
+    from rider.data.folds import standard_folds
+    from rider.data.segment_labels import write_segment_labels
+
+    write_segment_labels(args.segment_table, args.text_table, standard_folds(args.folds), args.labels_out,
+                         args.transcripts_out)
+
+
 def _transcribe(args: argparse.Namespace) -> None:
     from rider.data.transcripts import write_transcript_words
 
@@ -312,12 +320,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--roles", nargs="+", choices=("words", "audio", "vision", "labels", "glove_vectors"),
                      help="only these sequences (default: words, audio, vision, labels)")
 
+    sub = command("labels", _labels,
+                  "Write a labels .csd and its transcript table from a segment table (CMU-MOSEI's label file rows).")
+    sub.add_argument("--segment-table", required=True, type=_input_file("segment table"),
+                     help="the label file's rows with the standard split (mosei_segments.csv)")
+    sub.add_argument("--text-table", required=True, type=_input_file("transcript table"),
+                     help="a transcript per segment (mosei_text.csv)")
+    sub.add_argument("--folds", required=True, choices=("mosi", "mosei"),
+                     help="the SDK's standard folds the cache applies; the table's split column must agree")
+    sub.add_argument("--labels-out", required=True, type=_output_file, help="labels .csd to write")
+    sub.add_argument("--transcripts-out", required=True, type=_output_file,
+                     help="transcript table to write, keyed by the written rows (the transcribe stage's --segments)")
+
     sub = command("transcribe", _transcribe,
                   "Write a words .csd from segment transcripts, spread over each segment's labelled interval.")
     sub.add_argument("--labels", required=True, type=_input_file("label .csd"),
-                     help="the genuine label .csd (segment intervals)")
+                     help="the label .csd (segment intervals): genuine, or written by `rider labels`")
     sub.add_argument("--segments", required=True, type=_input_file("transcript table"),
-                     help="transcript table (mosi_segments.csv)")
+                     help="transcript table keyed by the label file's rows (mosi_segments.csv, or `rider labels`'s)")
     sub.add_argument("--out", required=True, type=_output_file, help="words .csd to write")
 
     sub = command("align", _align, "Align audio and vision to the words (SDK rules); group words per segment.")

@@ -14,8 +14,7 @@ from rider.data.csd import ROLES, read_metadata, read_sequence
 from rider.data.fast_align import CsdReader
 from rider.data.folds import SPLITS, standard_folds
 from rider.data.transcripts import (
-    LABELS_FILE,
-    SEGMENTS_FILE,
+    SHARED_FILES,
     TranscriptsConfig,
     _exclusive_part,
     read_transcripts,
@@ -29,12 +28,12 @@ from rider.train.trainer import RunSpec, train
 
 from conftest import REPO, SHARED_REAL
 
+LABELS = SHARED_REAL / SHARED_FILES["mosi"]["labels"]
+SEGMENTS = SHARED_REAL / SHARED_FILES["mosi"]["segments"]
 pytestmark = pytest.mark.skipif(
-    not (SHARED_REAL / LABELS_FILE["mosi"]).is_file() or not (SHARED_REAL / SEGMENTS_FILE["mosi"]).is_file(),
+    not LABELS.is_file() or not SEGMENTS.is_file(),
     reason=f"the genuine CMU-MOSI files are not in {SHARED_REAL} (only CI and the team's machines have them)",
 )
-LABELS = SHARED_REAL / LABELS_FILE["mosi"]
-SEGMENTS = SHARED_REAL / SEGMENTS_FILE["mosi"]
 # MOSI's standard folds (App. C.1); the alignment leaves out the one train segment whose interval has zero length.
 FOLD_SIZES = {"train": 1284, "valid": 229, "test": 686}
 ZERO_LENGTH = "2WGyTLYerpo[43]"

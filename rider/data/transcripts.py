@@ -16,6 +16,10 @@ segments covering it, as it would real timestamped words. Both counts are logged
 Four MOSI segments have an empty ``text_wordaligned``; they take the words of their raw transcript (``text``,
 lower-cased). One of them (2WGyTLYerpo, row 43) has a zero-length interval: the alignment leaves it out, as
 the SDK does for any segment shorter than its ε, so MOSI's train fold holds 1,283 segments here, not 1,284.
+
+CMU-MOSEI's label file is not available, only its content as a segment table: there the labels stage
+(``rider.data.segment_labels``) first writes a labels ``.csd`` and a transcript table in this module's layout,
+and this stage reads them exactly as MOSI's.
 """
 
 from __future__ import annotations
@@ -25,15 +29,22 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
-from rider.data.csd import ROLES, DataError, Entries, read_sequence, write_sequence
+from rider.data.csd import ROLES, DataError, Entries, read_metadata, read_sequence, write_sequence
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-LABELS_FILE = {"mosi": "CMU_MOSI_Opinion_Labels.csd"}
-SEGMENTS_FILE = {"mosi": "mosi_segments.csv"}
+# Each dataset's genuine files in the shared folder. MOSI has its label file and a transcript table keyed by its
+# rows (the transcribe stage reads both); MOSEI has a segment table holding its label file's rows and a table of
+# transcripts (the labels stage writes the other two from them).
+SHARED_FILES = {
+    "mosi": {"labels": "CMU_MOSI_Opinion_Labels.csd", "segments": "mosi_segments.csv"},
+    "mosei": {"segment_table": "mosei_segments.csv", "text_table": "mosei_text.csv"},
+}
 # The shared folder beside the repository (``<repo>/../shared/data/cmu-real``) holds the genuine files.
 DEFAULT_FOLDER = Path("..") / "shared" / "data" / "cmu-real"
 _COLUMNS = ("video_id", "csd_index", "start", "end", "label", "text", "text_wordaligned")
@@ -44,7 +55,7 @@ _LABEL_TOLERANCE = 1e-4
 @dataclass(frozen=True)
 class TranscriptsConfig:
     folder: str | None = None   # None: <repository>/../shared/data/cmu-real; relative: to the repository
-    dataset: str = "mosi"       # which files of the folder (only MOSI has its genuine label file)
+    dataset: str = "mosi"       # which dataset's files of the folder (SHARED_FILES)
 
 
 def default_folder(repository: str | os.PathLike) -> Path:
@@ -52,38 +63,53 @@ def default_folder(repository: str | os.PathLike) -> Path:
 
 
 def source_files(config: TranscriptsConfig, repository: str | os.PathLike) -> dict[str, Path]:
-    """The label .csd and the transcript table the source reads; relative folders are taken from the repository."""
-    if config.dataset not in LABELS_FILE:
-        raise ValueError(f"transcripts.dataset = {config.dataset!r}: only {sorted(LABELS_FILE)} have a label file")
+    """The dataset's genuine files (SHARED_FILES) where they lie; relative folders are taken from the repository."""
+    if config.dataset not in SHARED_FILES:
+        raise ValueError(f"transcripts.dataset = {config.dataset!r}: expected one of {sorted(SHARED_FILES)}")
     if config.folder is None:
         folder = default_folder(repository)
     else:
         folder = Path(repository) / Path(config.folder).expanduser()  # an absolute folder stays as it is
-    return {"labels": folder / LABELS_FILE[config.dataset], "segments": folder / SEGMENTS_FILE[config.dataset]}
+    return {role: folder / name for role, name in SHARED_FILES[config.dataset].items()}
+
+
+def labels_from_table(config: TranscriptsConfig) -> bool:
+    """Whether the labels stage writes the dataset's label file from its segment table (MOSEI) first."""
+    return "labels" not in SHARED_FILES[config.dataset]
+
+
+def read_keyed_table(path: str | os.PathLike, columns: tuple[str, ...],
+                     parse: Callable[[dict[str, str], int], T], what: str) -> dict[tuple[str, int], T]:
+    """A CSV table keyed by (video_id, csd_index), each row through ``parse(row, line)``, in the file's order.
+
+    A missing column, a value ``parse`` rejects (ValueError) or a key twice stops with the file and the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such {what}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in columns if c not in (reader.fieldnames or ())]
+        if missing:
+            raise DataError(f"{path}: lacks the column(s) {missing}")
+        table, lines = {}, {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                key = (row["video_id"], int(row["csd_index"]))
+                parsed = parse(row, line)
+            except ValueError as err:
+                raise DataError(f"{path}: line {line}: {err}") from None
+            if key in table:
+                raise DataError(f"{path}: line {line}: segment {key[0]}[{key[1]}] is also on line {lines[key]}")
+            table[key], lines[key] = parsed, line
+    return table
 
 
 def read_transcripts(path: str | os.PathLike) -> dict[tuple[str, int], dict]:
     """The transcript table keyed by (video, row in the label file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such transcript table")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise DataError(f"{path}: lacks the column(s) {missing}")
-        table = {}
-        for line, row in enumerate(reader, start=2):
-            try:
-                key = (row["video_id"], int(row["csd_index"]))
-                parsed = {"start": float(row["start"]), "end": float(row["end"]), "label": float(row["label"]),
-                          "text": row["text"], "words": row["text_wordaligned"].split(), "line": line}
-            except ValueError as err:
-                raise DataError(f"{path}: line {line}: {err}") from None
-            if key in table:
-                raise DataError(f"{path}: line {line}: segment {key[0]}[{key[1]}] appears twice")
-            table[key] = parsed
-    return table
+    return read_keyed_table(path, _COLUMNS, lambda row, line: {
+        "start": float(row["start"]), "end": float(row["end"]), "label": float(row["label"]), "text": row["text"],
+        "words": row["text_wordaligned"].split(), "line": line}, "transcript table")
 
 
 def _exclusive_part(intervals: np.ndarray, k: int) -> tuple[float, float] | None:
@@ -170,22 +196,25 @@ METADATA = {
                                           "interval (no word-level timestamps)",
     "computational sequence version": "1.0",
     "alignment compatible": "true",
-    "dataset name": "CMU-MOSI",
-    "dataset version": "1.0",
     "creator": "rider transcripts source",
     "contact": "see README",
     "featureset bib citation": "none (transcripts spread over the segment intervals)",
-    "dataset bib citation": "Zadeh et al., Multimodal sentiment intensity analysis in videos, IEEE Intelligent "
-                            "Systems 31(6), 2016",
 }
+# The words are of the label file's dataset: these keys are copied from its metadata.
+DATASET_KEYS = ("dataset name", "dataset version", "dataset bib citation")
 
 
 def write_transcript_words(labels_path: str | os.PathLike, segments_path: str | os.PathLike,
                            out_path: str | os.PathLike) -> dict:
-    """The transcribe stage: read the genuine labels (as the align stage does) and the table, write words.csd."""
+    """The transcribe stage: read the label .csd (genuine, or the labels stage's) as the align stage does, and the
+    transcript table; write words.csd."""
     labels = read_sequence(labels_path, ROLES["labels"])
     entries, counts = transcript_words(labels, read_transcripts(segments_path), where=str(segments_path))
-    write_sequence(out_path, "words", entries, METADATA)
+    dataset = read_metadata(labels_path)
+    missing = [key for key in DATASET_KEYS if key not in dataset]
+    if missing:
+        raise DataError(f"{labels_path}: metadata lacks {missing}, which the words sequence copies")
+    write_sequence(out_path, "words", entries, {**METADATA, **{key: dataset[key] for key in DATASET_KEYS}})
     log.info("%s: %d segments of %d videos, %d words; %d from the raw transcript (no word-aligned text); "
              "%d spread over the part no other segment covers, %d over a whole interval that others cover; "
              "%d with a zero-length interval (left out by the alignment)", out_path, counts["segments"],

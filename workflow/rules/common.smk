@@ -39,6 +39,7 @@ STAGE_MODULES = {
     "generate": ["rider.data.synthetic"],
     "download": ["rider.data.download"],
     "align": ["rider.data.align"],
+    "labels": ["rider.data.segment_labels"],
     "transcribe": ["rider.data.transcripts"],
     "cache": ["rider.data.cache"],
     "plan": ["rider.stress"],
@@ -106,13 +107,38 @@ def dataset_roles(dataset):
     return (*roles, "glove_vectors") if section["glove_vectors"] else tuple(roles)
 
 
-def transcript_files(wildcards):
-    """The genuine label file and transcript table of a transcripts source (read in place, never copied)."""
-    from rider.data.transcripts import TranscriptsConfig, source_files
+def transcripts_config(dataset):
+    from rider.data.transcripts import TranscriptsConfig
 
-    section = config["datasets"][wildcards.dataset]["transcripts"]
-    files = source_files(TranscriptsConfig(**section), workflow.basedir)
+    return TranscriptsConfig(**config["datasets"][dataset]["transcripts"])
+
+
+def shared_files(wildcards):
+    """The genuine files of a transcripts source, read in place from the shared folder (never copied)."""
+    from rider.data.transcripts import source_files
+
+    files = source_files(transcripts_config(wildcards.dataset), workflow.basedir)
     return {name: str(path) for name, path in files.items()}
+
+
+def names_with_labels_from_table():
+    """A wildcard constraint matching the transcripts datasets whose labels the labels stage writes (MOSEI)."""
+    from rider.data.transcripts import labels_from_table
+
+    names = [name for name, section in config["datasets"].items()
+             if section["source"] == "transcripts" and labels_from_table(transcripts_config(name))]
+    return "|".join(names) if names else "(?!)"
+
+
+def transcript_files(wildcards):
+    """The label .csd and transcript table the transcribe stage reads: MOSI's genuine files where they lie, or
+    what the labels stage writes from MOSEI's segment table."""
+    from rider.data.transcripts import labels_from_table
+
+    if labels_from_table(transcripts_config(wildcards.dataset)):
+        folder = f"resources/raw/{wildcards.dataset}"
+        return {"labels": f"{folder}/labels.csd", "segments": f"{folder}/transcripts.csv"}
+    return shared_files(wildcards)
 
 
 def raw_files(wildcards):

@@ -73,6 +73,32 @@ rule download_vectors:
         " > {log} 2>&1"
 
 
+rule labels:
+    output:
+        labels="resources/raw/{dataset}/labels.csd",
+        transcripts="resources/raw/{dataset}/transcripts.csv",
+    input:
+        unpack(shared_files),
+        code=sources("labels"),
+    params:
+        folds=lambda wildcards: config["datasets"][wildcards.dataset]["folds"],
+    wildcard_constraints:
+        dataset=names_with_labels_from_table(),
+    log:
+        "logs/{dataset}/labels.log",
+    benchmark:
+        "logs/{dataset}/labels.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "rider labels --segment-table {input.segment_table:q} --text-table {input.text_table:q} --folds {params.folds}"
+        " --labels-out {output.labels:q} --transcripts-out {output.transcripts:q} > {log} 2>&1"
+
+
 rule transcribe:
     output:
         words="resources/raw/{dataset}/words.csd",
@@ -143,7 +169,8 @@ rule cache:
         "logs/{dataset}/cache.log",
     benchmark:
         "logs/{dataset}/cache.benchmark.tsv"
-    threads: 1
+    # A text encoder runs most of the stage's time in torch, which uses as many threads as the job has.
+    threads: lambda wildcards: 2 if config["datasets"][wildcards.dataset]["text_encoder"]["model"] else 1
     resources:
         mem_mb=8000,
         runtime=60,
