@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from rider.cli import main
 from rider.data.align import align
 from rider.data.csd import ROLES, DataError, read_metadata, read_sequence
 from rider.data.fast_align import CsdReader
@@ -152,6 +153,16 @@ def test_bad_tables_are_named_with_the_field(tmp_path):
     write_tables(tmp_path, segments=[("tr", 0, 1.0, 2.0, 1.0, "train"), ("tr", 0, 3.0, 4.0, 1.0, "train")], texts={})
     with pytest.raises(DataError, match=r"segments\.csv: line 3: segment tr\[0\] is also on line 2"):
         read_segment_table(segment_table)
+
+
+def test_the_labels_command_stops_with_one_line(tmp_path, capsys):
+    segment_table, text_table = write_tables(tmp_path)
+    text_table.write_text(text_table.read_text().replace("sentiment", "score", 1))
+    code = main(["labels", "--segment-table", str(segment_table), "--text-table", str(text_table), "--folds", "mosei",
+                 "--labels-out", str(tmp_path / "l.csd"), "--transcripts-out", str(tmp_path / "t.csv")])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (f"rider labels: error: {text_table}: lacks the column(s) "
+                                                        "['sentiment']")
 
 
 def test_the_mosei_files_are_found_in_the_shared_folder():

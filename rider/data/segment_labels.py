@@ -29,7 +29,6 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
