@@ -111,8 +111,9 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
     }
     if dir_checks:
         result["dir"] = dir_diagnostics(clean["experts"], clean["routing"], labels)
-    latents = read_arrays(cache_path, "test", text_feature).get("latents")
-    if latents is not None and kind.routed:
+    # Only a routed kind has experts to hold against the ground truth: the test split is read again for nothing else.
+    latents = read_arrays(cache_path, "test", text_feature).get("latents") if kind.routed else None
+    if latents is not None:
         result["latent_correlation"] = latent_correlations(clean["experts"][0], latents, experts)
 
     stressors, skipped = kind.stressors(tuple(plan.grids))
