@@ -169,3 +169,16 @@ def test_wrong_feature_count_is_reported_by_name():
         model(text, audio[..., :73], vision, lengths)
     with pytest.raises(ValueError, match="7 words"):
         model(*(torch.cat([t, t[:, :1]], dim=1) for t in (text, audio, vision)), lengths)
+
+
+def test_trimming_a_batch_to_its_longest_sample_changes_nothing():
+    model = build_model(tiny_config()).eval()
+    text, audio, vision, _ = tiny_batch()
+    lengths = torch.tensor([1, 3, 2, 3])  # the longest sample holds 3 of the 6 positions
+    untrimmed = torch.stack([enc(x, lengths) for enc, x in zip(model.encoders, (text, audio, vision))], dim=1)
+    torch.testing.assert_close(model.encode(text, audio, vision, lengths), untrimmed, atol=1e-6, rtol=0)
+    # What lies beyond the longest sample is padding: changing it changes nothing.
+    garbage = [x.clone() for x in (text, audio, vision)]
+    for x in garbage:
+        x[:, 3:] = 50.0
+    torch.testing.assert_close(model(*garbage, lengths).prediction, model(text, audio, vision, lengths).prediction)
