@@ -7,6 +7,9 @@ import torch
 
 from rider.model import build_model
 from rider.model.router import (
+    RunningStandardize,
+    absolute_reliability,
+    blend_absolute,
     ReliabilityRouter,
     blend_reliability,
     consensus_score,
@@ -188,3 +191,64 @@ def test_model_prior_changes_routing_when_lambda_is_one():
     assert not torch.allclose(out.routing, torch.softmax(model.router.base(z0), dim=-1))
     expected = torch.softmax(model.router.base(z0) + torch.log(out.expert_prior + EPS), dim=-1)
     torch.testing.assert_close(out.routing, expected)
+
+
+# Remedies: absolute reliability and standardised prior features --------------------------------------------------
+
+def test_absolute_reliability_is_one_for_a_certain_probe_and_zero_for_a_uniform_one():
+    H = torch.tensor([[0.0, math.log(3), math.log(2)]])  # one-hot, uniform, two classes at 1/2 (K = 3)
+    # 1 - log 2 / log 3 = 1 - 0.693147 / 1.098612 = 0.369070
+    torch.testing.assert_close(absolute_reliability(H, 3), torch.tensor([[1.0, 0.0, 0.369070]]), atol=1e-6, rtol=0)
+
+
+def test_absolute_blend_keeps_each_modality_on_its_own_scale():
+    a = torch.tensor([[1.0, 0.0, 0.5], [0.0, 0.0, 0.0]])
+    imp = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25]])
+    r, r_bar = blend_absolute(a, imp, alpha=0.5)
+    # Row 0: 0.5 * (1, 0, .5) + 0.5 * (.5, .25, .25) = (.75, .125, .375); mean 1.25 / 3.
+    torch.testing.assert_close(r[0], torch.tensor([0.75, 0.125, 0.375]))
+    # Row 1, every probe uniform: only importance is left, r_bar = (1 - alpha) / M = 1/6, not the relative 1/3.
+    torch.testing.assert_close(r_bar, torch.tensor([1.25 / 3, 1 / 6]))
+
+
+def test_the_router_uses_absolute_reliability_when_configured():
+    router = _router_with_hand_weights()
+    router.absolute = True
+    h = torch.tensor([[[1.0, 2.0], [0.0, 0.0], [-1.0, 3.0]]])
+    out = router(h, torch.zeros(1, 2))
+    # Modality 1's probe is uniform: a = 0, r = 0.5 * 0 + 0.5 * 1/3.
+    assert out.reliability[0, 1].item() == pytest.approx(1 / 6, abs=1e-6)
+    assert out.reliability.sum().item() != pytest.approx(1.0, abs=1e-3)
+
+
+def test_running_standardize_updates_from_training_batches_only():
+    norm = RunningStandardize(1, momentum=0.1, eps=0.0)
+    x = torch.tensor([[1.0], [3.0]])  # batch mean 2, unbiased variance 2
+    out = norm(x)
+    # running mean 0.9 * 0 + 0.1 * 2 = 0.2; running var 0.9 * 1 + 0.1 * 2 = 1.1
+    torch.testing.assert_close(norm.mean, torch.tensor([0.2]))
+    torch.testing.assert_close(norm.var, torch.tensor([1.1]))
+    torch.testing.assert_close(out, (x - 0.2) / math.sqrt(1.1))
+    norm(torch.tensor([[5.0]]))  # a batch of one has no variance to learn from
+    norm.eval()
+    norm(torch.tensor([[7.0], [9.0]]))
+    torch.testing.assert_close(norm.mean, torch.tensor([0.2]))
+
+
+def test_standardised_features_let_a_small_change_in_reliability_move_the_prior():
+    raw = _router_with_hand_weights()
+    standardized = _router_with_hand_weights()
+    standardized.prior_norm = RunningStandardize(4, eps=0.0)
+    with torch.no_grad():
+        standardized.prior_norm.mean.copy_(torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.9]))
+        standardized.prior_norm.var.copy_(torch.tensor([0.05, 0.05, 0.05, 0.02]) ** 2)
+        for router in (raw, standardized):
+            router.prior.weight[0, 0] = 0.3  # expert 0's prior logit reads r_T with an initial-scale weight
+    f_low, f_high = torch.tensor([[0.30, 0.35, 0.35, 0.9]]), torch.tensor([[0.35, 0.30, 0.35, 0.9]])
+    for router in (raw, standardized):
+        router.eval()
+    move_raw = (raw.prior(raw.prior_norm(f_high)) - raw.prior(raw.prior_norm(f_low)))[0, 0].item()
+    move_std = (standardized.prior(standardized.prior_norm(f_high))
+                - standardized.prior(standardized.prior_norm(f_low)))[0, 0].item()
+    assert move_raw == pytest.approx(0.3 * 0.05)  # 0.015: invisible after the softmax
+    assert move_std == pytest.approx(0.3 * 0.05 / 0.05)  # one standard deviation of r_T: 0.3

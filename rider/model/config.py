@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from rider.config import ConfigSection
 
 MASK_KINDS = ("learned", "zeros")
+RELIABILITY_KINDS = ("relative", "absolute")
+PRIOR_FEATURES = ("raw", "standardized")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,14 @@ class ModelConfig(ConfigSection):
     use_consensus: bool = True  # False: cons_score leaves the prior's feature vector (Eq. 34 has 3 entries)
     masked_views: bool = True  # False: train on the full view only (no uni/red/syn-off terms)
     single_expert: bool = False  # True: one expert, wider feed-forward, parameter count matched
+    # Remedies for a router that does not react (issue "Does the routing react?", README); the paper's Eqs. by default.
+    # relative: r_m from Eqs. 25, 28-29, a softmax over modalities (r sums to 1, so r_bar = 1/M always);
+    # absolute: a_m = 1 - H_m / log K in [0, 1] replaces Rel_m and Eq. 29's normalisation is dropped, so r_bar falls
+    # when every modality degrades (rider.model.router.absolute_reliability).
+    reliability: str = "relative"
+    # raw: Eq. 34's f = [r, cons_score] enters W_prior as is; standardized: f is standardised with running
+    # statistics first, so W_prior sees its variation between samples instead of a narrow band around a constant.
+    prior_features: str = "raw"
     # Implementation choice, not a model change: the five experts as stacked weights (fast) or five modules.
     grouped_experts: bool = True
 
@@ -70,6 +80,9 @@ class ModelConfig(ConfigSection):
             raise ValueError(f"ModelConfig: prior_strength = {self.prior_strength} must be >= 0 (Eq. 38)")
         if self.eps <= 0:
             raise ValueError(f"ModelConfig: eps = {self.eps} must be > 0")
+        for name, allowed in (("reliability", RELIABILITY_KINDS), ("prior_features", PRIOR_FEATURES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ModelConfig: {name} = {getattr(self, name)!r}, expected one of {allowed}")
         if self.mask_kind not in MASK_KINDS:
             raise ValueError(f"ModelConfig: mask_kind = {self.mask_kind!r}, expected one of {MASK_KINDS}")
 

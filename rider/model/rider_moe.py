@@ -74,7 +74,7 @@ class RiderMoE(nn.Module):
         self.experts = build_experts(cfg)
         self.router = ReliabilityRouter(
             D, self.experts.num_experts, cfg.num_classes, M, cfg.alpha, cfg.gamma, cfg.prior_strength, cfg.eps,
-            cfg.use_consensus,
+            cfg.use_consensus, cfg.reliability, cfg.prior_features,
         )
 
     def encode(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor, lengths: torch.Tensor,

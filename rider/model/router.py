@@ -10,6 +10,7 @@ Shapes: B batch, M modalities, K probe classes, E experts, D hidden.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -30,6 +31,19 @@ def blend_reliability(rel: torch.Tensor, imp: torch.Tensor, alpha: float) -> tup
     return r, r.mean(dim=-1)  # Eq. 29: r (B, M), r_bar (B,)
 
 
+def absolute_reliability(H: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """1 - H_m / log K in [0, 1]: 1 for a one-hot probe, 0 for a uniform one, whatever the other modalities do.
+    Replaces Eq. 25's softmax, which only ranks the modalities against each other."""
+    return 1.0 - H / math.log(num_classes)  # (B, M)
+
+
+def blend_absolute(a: torch.Tensor, imp: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 28 with a_m for Rel_m and without Eq. 29's normalisation: r_m in [0, 1] (alpha a_m <= alpha and
+    (1 - alpha) Imp_m <= 1 - alpha), r_bar = alpha mean_m a_m + (1 - alpha) / M falls when all modalities degrade."""
+    r = alpha * a + (1 - alpha) * imp  # (B, M)
+    return r, r.mean(dim=-1)
+
+
 def consensus_score(p: torch.Tensor, gamma: float, eps: float) -> torch.Tensor:
     """exp(-gamma * mean_m KL(p_m || p_bar)): 1 when the probes agree, towards 0 when they conflict."""
     p_bar = p.mean(dim=-2, keepdim=True)  # Eq. 30: (B, 1, K)
@@ -41,6 +55,28 @@ def consensus_score(p: torch.Tensor, gamma: float, eps: float) -> torch.Tensor:
 def inject_prior(base_logits: torch.Tensor, prior: torch.Tensor, strength: float, eps: float) -> torch.Tensor:
     logits = base_logits + strength * torch.log(prior + eps)  # Eq. 38: log-prior injection
     return torch.softmax(logits, dim=-1)  # Eq. 39: routing weights pi^(0), (B, E)
+
+
+class RunningStandardize(nn.Module):
+    """(x - mean) / std with running statistics, updated from each training batch (momentum, detached).
+
+    Unlike batch normalisation it never normalises by the batch's own statistics, so one sample in a batch is fine
+    and training and inference compute the same function of the statistics; no affine part: the next Linear
+    (W_prior) decides what a standardised feature means.
+    """
+
+    def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("var", torch.ones(n_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] > 1:
+            with torch.no_grad():
+                self.mean.lerp_(x.mean(dim=0), self.momentum)
+                self.var.lerp_(x.var(dim=0), self.momentum)
+        return (x - self.mean) / torch.sqrt(self.var + self.eps)  # (B, F)
 
 
 class RouterOutput(NamedTuple):
@@ -64,28 +100,34 @@ class ReliabilityRouter(nn.Module):
 
     def __init__(self, d_model: int, num_experts: int, num_classes: int = 7, num_modalities: int = 3,
                  alpha: float = 0.7, gamma: float = 1.0, prior_strength: float = 1.0, eps: float = 1e-8,
-                 use_consensus: bool = True):
+                 use_consensus: bool = True, reliability: str = "relative", prior_features: str = "raw"):
         super().__init__()
         M, K, D = num_modalities, num_classes, d_model
         self.alpha, self.gamma, self.prior_strength, self.eps = alpha, gamma, prior_strength, eps
         self.use_consensus = use_consensus
+        self.absolute = reliability == "absolute"
+        n_features = M + int(use_consensus)
+        self.prior_norm = RunningStandardize(n_features) if prior_features == "standardized" else nn.Identity()
         # One probe Linear(D -> K) per modality (Eq. 21), stored stacked so all three run as one einsum.
         bound = 1 / D**0.5
         self.probe_w = nn.Parameter(torch.empty(M, D, K).uniform_(-bound, bound))
         self.probe_b = nn.Parameter(torch.empty(M, K).uniform_(-bound, bound))
         self.importance = nn.Linear(D, M)  # Eq. 26: W_imp
-        self.prior = nn.Linear(M + int(use_consensus), num_experts)  # Eq. 35: W_prior on f
+        self.prior = nn.Linear(n_features, num_experts)  # Eq. 35: W_prior on f
         self.base = nn.Linear(D, num_experts)  # Eq. 37: f_router
 
     def forward(self, h: torch.Tensor, z0: torch.Tensor) -> RouterOutput:
         logits = torch.einsum("bmd,mdk->bmk", h, self.probe_w) + self.probe_b  # Eq. 21: (B, M, K)
         p = torch.softmax(logits, dim=-1)  # Eq. 22: p_m, (B, M, K)
         H = entropy(p, self.eps)  # Eq. 24: (B, M)
-        rel = relative_reliability(H)  # Eq. 25: (B, M)
         imp = torch.softmax(self.importance(z0), dim=-1)  # Eqs. 26-27: (B, M)
-        r, r_bar = blend_reliability(rel, imp, self.alpha)  # Eqs. 28-29: (B, M), (B,)
+        if self.absolute:
+            r, r_bar = blend_absolute(absolute_reliability(H, p.shape[-1]), imp, self.alpha)  # (B, M), (B,)
+        else:
+            r, r_bar = blend_reliability(relative_reliability(H), imp, self.alpha)  # Eqs. 25, 28-29
+
         cons = consensus_score(p, self.gamma, self.eps)  # Eqs. 30-33: (B,)
         f = torch.cat([r, cons[:, None]], dim=-1) if self.use_consensus else r  # Eq. 34: (B, M+1) or (B, M)
-        prior = torch.softmax(self.prior(f), dim=-1)  # Eqs. 35-36: Prior^exp, (B, E)
+        prior = torch.softmax(self.prior(self.prior_norm(f)), dim=-1)  # Eqs. 35-36: Prior^exp, (B, E)
         pi = inject_prior(self.base(z0), prior, self.prior_strength, self.eps)  # Eqs. 37-39: (B, E)
         return RouterOutput(logits, H, imp, r, r_bar, cons, prior, pi)

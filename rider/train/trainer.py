@@ -34,6 +34,8 @@ from rider.data.split import Split, load_split
 from rider.device import resolve_device
 from rider.model import DEFAULT_KIND, Batch, LossWeights, ModelConfig, build_model, count_parameters, model_kind
 from rider.model.objective import weighted_loss
+from rider.stress.plan import STRESSORS
+from rider.train.corruption import TrainingCorruption, feature_sigma, zero_absent_batch
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,15 @@ class TrainConfig:
     compile_mode: str = "reduce-overhead"
     compile_backend: str = "inductor"  # tests use aot_eager: the same graph capture without code generation
     grad_clip: float = 0.0           # clip the gradient norm to this (0: no clipping); MulT's authors use 0.8
+    # Corruption-aware training (rider.train.corruption): the stressors drawn for each training batch; () = clean.
+    corrupt: tuple[str, ...] = ()
+    corrupt_seed: int = 0            # with the run's seed, seeds the corruption stream (never the test plan's)
+
+    def __post_init__(self):
+        object.__setattr__(self, "corrupt", tuple(self.corrupt))  # YAML gives a list
+        unknown = sorted(set(self.corrupt) - set(STRESSORS))
+        if unknown:
+            raise ValueError(f"train.corrupt: unknown stressor(s) {unknown}; expected some of {list(STRESSORS)}")
 
 
 @dataclass(frozen=True)
@@ -161,8 +172,13 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
     coefficients = spec.loss.coefficients()
     order = torch.Generator(device=device).manual_seed(seed)
 
-    def forward_loss(batch: Batch):
-        output = model(batch.text, batch.audio, batch.vision, batch.lengths)
+    corruption = None
+    if spec.train.corrupt:
+        sigma = {name: feature_sigma(getattr(train_split, name), train_split.lengths) for name in ("audio", "vision")}
+        corruption = TrainingCorruption(spec.train.corrupt, spec.train.corrupt_seed, seed, sigma)
+
+    def forward_loss(batch: Batch, options: dict[str, Any]):
+        output = model(batch.text, batch.audio, batch.vision, batch.lengths, **options)
         total, terms = weighted_loss(objective(output, batch), coefficients)
         return total, terms, output
 
@@ -184,7 +200,12 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         for step in range(n_batches):
             index = permutation[step * spec.train.batch_size:(step + 1) * spec.train.batch_size]
             batch = Batch(*train_split.batch(index), index=index)
-            total, terms, output = forward_loss(batch)
+            presence = None
+            if corruption is not None:
+                batch, presence, _, _ = corruption(batch)
+                if presence is not None and kind.absent == "zeros":
+                    batch = zero_absent_batch(batch, presence)
+            total, terms, output = forward_loss(batch, kind.call_options(presence, None))
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             if spec.train.grad_clip > 0:
@@ -220,6 +241,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         "rider_version": rider.__version__,
         "torch_version": torch.__version__,
         "python": platform.python_version(),
+        "corrupt": list(spec.train.corrupt),
         "cache": cache_record(cache_path),  # checked when the checkpoint is evaluated (rider.provenance)
     }
     with atomic_path(out_dir / EPOCHS_FILE, suffix=".csv") as tmp, open(tmp, "w", newline="") as handle:
