@@ -27,6 +27,7 @@ TABLES: Final = {
     "table3_ablations": "Table 3: ablations, clean metrics and nAUC",
     "table4_prior_sweep": "Table 4: λ_p sweep and the consensus term",
     "table5_dir_sweep": "Table 5: DIR weight sweep and component controls",
+    "table_remedies": "Remedies for a router that does not react: clean metrics and nAUC",
     "table6_parameters": "Table 6: parameters and parameter memory",
 }
 OVERHEAD_TABLE: Final = "overhead"  # App. D, measured on this run by its own rule

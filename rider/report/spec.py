@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 from rider.report.layout import PAPER_DATASETS
 
-TABLE_LISTS = ("ablations", "prior_sweep", "dir_sweep")
+TABLE_LISTS = ("ablations", "prior_sweep", "dir_sweep", "remedies")
 
 
 @dataclass(frozen=True)

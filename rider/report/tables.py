@@ -186,7 +186,9 @@ def _significance_note(spec: ReportSpec) -> str:
     return note
 
 
-def _paper_note(spec: ReportSpec, table: int) -> str:
+def _paper_note(spec: ReportSpec, table: int | None) -> str:
+    if table is None:
+        return "The paper has no such table: no paper rows."
     pairs = [f"{d} → {PAPER_TITLES[p]}" for d, p in spec.paper.items() if p and d in spec.datasets]
     if not pairs:
         return "No dataset of this run has a published counterpart: no paper rows."
@@ -256,11 +258,13 @@ VARIANT_TABLES: Final = {  # table name -> (config list, the paper's table numbe
     "table3_ablations": ("ablations", 3),
     "table4_prior_sweep": ("prior_sweep", 4),
     "table5_dir_sweep": ("dir_sweep", 5),
+    "table_remedies": ("remedies", None),  # ours: remedies for a router that does not react; the paper has none
 }
 
 
 def variant_table(name: str, summary: pd.DataFrame, spec: ReportSpec, published: pd.DataFrame) -> Table:
-    """Tables 3-5: the evaluated variants of the table's config list, each followed by its published row."""
+    """Tables 3-5 (and the remedies): the evaluated variants of the table's config list, each followed by its
+    published row where the paper has the table."""
     list_name, paper_table = VARIANT_TABLES[name]
     found = _lookup(summary)
     rows = _model_rows(spec, found, spec.rows(list_name), CLEAN_AND_ROBUST, published, paper_table)
