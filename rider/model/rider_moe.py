@@ -19,6 +19,7 @@ from rider.model.encoders import ModalityEncoder
 from rider.model.experts import build_experts
 from rider.model.fusion import Fusion
 from rider.model.kind import check_input_widths
+from rider.model.recurrent import truncate
 from rider.model.router import ReliabilityRouter
 
 MODALITIES = ("T", "A", "V")
@@ -52,10 +53,9 @@ def trim_padding(inputs: tuple[torch.Tensor, ...], lengths: torch.Tensor) -> tup
     masked pooling), so the result is the same; the encoders' cost falls with L_b (synthetic segments hold at most
     20 of the 50 words, so about 1.5x per training step on the CPU). Left whole under graph capture, whose static
     shapes the trimming would break."""
-    if torch.compiler.is_compiling() or lengths.numel() == 0:
+    if torch.compiler.is_compiling():
         return inputs
-    longest = max(int(lengths.max()), 1)
-    return tuple(x[:, :longest] for x in inputs)
+    return tuple(truncate(x, lengths) for x in inputs)
 
 
 class RiderMoE(nn.Module):
