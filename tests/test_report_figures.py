@@ -3,14 +3,18 @@
 (The workflow test, tests/test_report_workflow.py, draws the same figures from a tiny real run.)
 """
 
+import dataclasses
+import json
+
 import pytest
 
 from rider.report import figures
 from rider.report.aggregate import curve_frame, latent_frame, load_evaluations, routing_frame, scalar_frame
 from rider.report.build import write_figures
 from rider.report.figures import DPI, size_inches
+from rider.report.spec import RunRef
 
-from report_evals import EXPECTED, assert_drawn, make_spec, write_runs
+from report_evals import EXPECTED, assert_drawn, make_eval, make_spec, write_runs
 
 
 def test_figures_of_one_dataset(tmp_path):
@@ -60,3 +64,25 @@ def test_figure3_draws_baselines_and_ablations_in_rows_of_their_own(tmp_path):
     labels = [set(ax.get_legend_handles_labels()[1]) for ax in axes]
     assert labels[0] == {"RIDER-MoE (full)", "Expert collapse: single expert"}
     assert labels[-1] == {"RIDER-MoE (full)", "w/o DIR (λ_PID = λ_syn = 0)"}
+
+
+def test_figure4_draws_a_row_per_routed_model_and_another_kinds_experts(tmp_path):
+    runs = write_runs(tmp_path / "runs", models=("rider_moe", "no_dir"))
+    emoe = make_eval("no_dir", 0)
+    emoe["experts"] = ["T", "A", "V"]
+    for points in emoe["stress"].values():
+        for point in points:
+            point["routing"] = [0.6, 0.3, 0.1]
+    path = tmp_path / "runs" / "emoe.json"
+    path.write_text(json.dumps(emoe))
+    runs.append(RunRef("synth_mosi", "emoe", 0, path))
+    plain = make_spec(runs[:-1])
+    spec = dataclasses.replace(plain, runs=tuple(runs), models={**plain.models, "emoe": "EMOE"},
+                               routing=("rider_moe", "emoe"))
+    routing = routing_frame(load_evaluations(spec.runs))
+    assert set(routing[routing["model"] == "emoe"]["group"]) == {"π_T", "π_A", "π_V"}
+    figure = figures.figure4(routing, spec)
+    assert len(figure.axes) == 2 * 3  # two models x three stressors
+    assert tuple(figure.get_size_inches()) == pytest.approx(size_inches("figure4_routing", 1, 2))
+    assert [ax.get_ylabel() for ax in figure.axes[::3]] == ["mean π⁽⁰⁾, rider_moe", "mean π⁽⁰⁾, emoe"]
+    assert plain.routing_models == ("rider_moe",)  # no list: the reference alone

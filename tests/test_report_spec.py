@@ -84,7 +84,7 @@ def test_minimal_config_reports_rider_moe():
     assert config["report"] == {"reference": "rider_moe", "alpha": 0.05, "significance_test": "bootstrap",
                                 "bootstrap_resamples": 1000, "bootstrap_seed": 0, "sweeps": "reduced",
                                 "baselines": [], "ablations": [], "prior_sweep": [], "dir_sweep": [],
-                                "remedies": []}
+                                "routing": [], "remedies": []}
     assert report_models(config) == ["rider_moe"]
 
 

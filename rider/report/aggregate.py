@@ -105,21 +105,23 @@ def curve_frame(evaluations: Mapping[RunRef, Mapping]) -> pd.DataFrame:
 
 
 def routing_frame(evaluations: Mapping[RunRef, Mapping]) -> pd.DataFrame:
-    """Mean routing weight of the uniqueness, redundancy and synergy experts at every severity.
+    """Mean routing weights at every severity: for RIDER-MoE's experts the uniqueness, redundancy and synergy groups,
+    for another routed model (EMOE's modality experts) each of its experts.
 
-    Columns dataset, model, seed, stressor, severity, group (π_U, π_R, π_S), value. Models with a single
-    expert have nothing to route and are left out.
+    Columns dataset, model, seed, stressor, severity, group (π_U, π_R, π_S, or π_<expert>), value. Models with a
+    single expert or none have nothing to route and are left out.
     """
     records = []
     for run, result in evaluations.items():
         experts = list(result.get("experts", ()))
-        if not {"R", "S"} <= set(experts):
+        if len(experts) < 2:
             continue
         unique = [i for i, name in enumerate(experts) if name.startswith("U_")]
         for stressor, points in result["stress"].items():
             for point in points:
                 pi = np.asarray(point["routing"], dtype=np.float64)  # (E,): mean over the test samples
-                groups = {"π_U": pi[unique].sum(), "π_R": pi[experts.index("R")], "π_S": pi[experts.index("S")]}
+                groups = ({"π_U": pi[unique].sum(), "π_R": pi[experts.index("R")], "π_S": pi[experts.index("S")]}
+                          if {"R", "S"} <= set(experts) else {f"π_{name}": pi[i] for i, name in enumerate(experts)})
                 records.extend({"dataset": run.dataset, "model": run.model, "seed": run.seed, "stressor": stressor,
                                 "severity": float(point["severity"]), "group": group, "value": float(value)}
                                for group, value in groups.items())

@@ -50,8 +50,8 @@ def size_inches(name: str, n_datasets: int, n_groups: int = 1) -> tuple[float, f
     if name == "figure3_severity":
         return (PANEL[0] * len(STRESSORS) * rows + LEGEND_WIDTH,
                 PANEL[1] * len(CURVE_METRICS) * n_groups + TITLE_HEIGHT)
-    if name == "figure4_routing":
-        return PANEL[0] * len(STRESSORS) + LEGEND_WIDTH, PANEL[1] * rows + TITLE_HEIGHT
+    if name == "figure4_routing":  # one row per dataset and routed model (n_groups)
+        return PANEL[0] * len(STRESSORS) + LEGEND_WIDTH, PANEL[1] * rows * n_groups + TITLE_HEIGHT
     if name == "figure5_dir":
         return DIR_PANEL[0] * len(DIAGNOSTICS), DIR_PANEL[1] * rows + TITLE_HEIGHT
     if name == "figure_latents":
@@ -150,31 +150,30 @@ def _legend(fig: Figure, axes) -> None:
 
 
 def figure4(routing: pd.DataFrame, spec: ReportSpec) -> Figure:
-    """The reference variant's mean routing weights π_U, π_R, π_S against severity (paper Figure 4)."""
-    datasets = spec.datasets
-    fig = _figure("figure4_routing", len(datasets))
-    axes = fig.subplots(len(datasets), len(STRESSORS), squeeze=False)
-    mine = routing[routing["model"] == spec.reference]
-    summary = over_seeds(mine, ["dataset", "stressor", "severity", "group"])
-    groups = {key: part for key, part in summary.groupby(["dataset", "stressor", "group"], sort=False)}
-    for d, dataset in enumerate(datasets):
+    """Mean routing weights against severity (paper Figure 4): a row per dataset and model of ``spec.routing``
+    (the reference by default), RIDER-MoE's as π_U, π_R, π_S, another routed model's per expert."""
+    datasets, models = spec.datasets, spec.routing_models
+    fig = _figure("figure4_routing", len(datasets), len(models))
+    axes = fig.subplots(len(datasets) * len(models), len(STRESSORS), squeeze=False)
+    summary = over_seeds(routing[routing["model"].isin(models)], ["dataset", "model", "stressor", "severity", "group"])
+    parts = {key: part for key, part in summary.groupby(["dataset", "model", "stressor"], sort=False)}
+    others = colormaps["Dark2"]
+    for row, (dataset, model) in enumerate((d, m) for d in datasets for m in models):
         for s, stressor in enumerate(STRESSORS):
-            ax = axes[d, s]
-            drawn = False
-            for group in ROUTING_GROUPS:
-                part = groups.get((dataset, stressor, group))
-                if part is not None:
-                    _band(ax, part, 1.0, ROUTING_COLORS[group], group, width=1.8)
-                    drawn = True
-            if not drawn:
-                _empty(ax, f"{spec.reference}: no routing weights")
+            ax = axes[row, s]
+            part = parts.get((dataset, model, stressor))
+            if part is None:
+                _empty(ax, f"{model}: no routing weights")
+            else:
+                for i, (group, curve) in enumerate(part.groupby("group", sort=False)):
+                    _band(ax, curve, 1.0, ROUTING_COLORS.get(group, others(i % others.N)), group, width=1.8)
             ax.set_title(f"{dataset} · {STRESSOR_TITLES[stressor]}", fontsize=8)
             ax.set_ylim(0, 1)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
             ax.set_xlabel("severity", fontsize=8)
             if s == 0:
-                ax.set_ylabel(f"mean π⁽⁰⁾, {spec.reference}", fontsize=8)
+                ax.set_ylabel(f"mean π⁽⁰⁾, {model}", fontsize=8)
     _legend(fig, axes)
     return fig
 

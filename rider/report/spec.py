@@ -68,6 +68,7 @@ class ReportSpec:
     tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # TABLE_LISTS -> variants, in row order
     paper: Mapping[str, str | None] = field(default_factory=dict)  # dataset -> "mosi" / "mosei" / None
     baselines: tuple[str, ...] = ()  # variants of other model kinds: Figure 3's baseline panels
+    routing: tuple[str, ...] = ()  # Figure 4's rows, in order; () = the reference alone
     overhead: Mapping[str, Path] = field(default_factory=dict)  # dataset -> App. D timing JSON (rider overhead)
     parameters: Path | None = None  # counts at the published sizes (rider count)
 
@@ -98,14 +99,19 @@ class ReportSpec:
         """Datasets in the order of their first run."""
         return tuple(dict.fromkeys(run.dataset for run in self.runs))
 
+    @property
+    def routing_models(self) -> tuple[str, ...]:
+        """Figure 4's rows: the evaluated variants of ``routing``, else the reference."""
+        return tuple(m for m in self.routing if m in self.models) or (self.reference,)
+
     def rows(self, table: str) -> tuple[str, ...]:
         """The variants of a table list that were evaluated, in the list's order."""
         return tuple(model for model in self.tables.get(table, ()) if model in self.models)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ReportSpec":
-        allowed = {"runs", "models", "reference", "alpha", "significance", "tables", "paper", "baselines", "overhead",
-                   "parameters"}
+        allowed = {"runs", "models", "reference", "alpha", "significance", "tables", "paper", "baselines", "routing",
+                   "overhead", "parameters"}
         unknown = sorted(set(values) - allowed)
         if unknown:
             raise ValueError(f"report spec: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -123,6 +129,7 @@ class ReportSpec:
                    tables={k: tuple(v) for k, v in values.get("tables", {}).items()},
                    paper=dict(values.get("paper", {})),
                    baselines=tuple(values.get("baselines", ())),
+                   routing=tuple(values.get("routing", ())),
                    overhead={d: Path(path) for d, path in values.get("overhead", {}).items()},
                    parameters=Path(values["parameters"]) if values.get("parameters") else None)
 
@@ -182,6 +189,7 @@ def spec_from_config(config: Mapping[str, Any], eval_path: str, predictions_path
         "alpha": section["alpha"],
         "tables": {name: list(section[name]) for name in TABLE_LISTS},
         "baselines": [m for m in section["baselines"] if m in models],
+        "routing": [m for m in section["routing"] if m in models],
         "paper": {d: config["datasets"][d]["folds"] for d in datasets},
     }
     if tested:
