@@ -21,9 +21,13 @@ A kind declares
 - ``paper``: its configuration at the published sizes, by paper dataset (Table 6, the faithfulness counts);
   ``title`` and ``note``: its name and what a table's reader must know about it here (the evaluation records both).
 
-Two general training hooks serve models that need more than one loss and one learning rate: a stateful
-``Objective`` (``start_epoch``, ``after_step``, with the training rows of each batch in ``Batch.index``), and a
-model method ``parameter_groups(lr, weight_decay) -> list[dict]`` for parameter groups with their own rates.
+Three general training hooks serve models that need more than one loss and one learning rate: a stateful
+``Objective`` (``start_epoch``, ``start_stage``, ``after_step``, with the training rows of each batch in
+``Batch.index``); a model method ``parameter_groups(lr, weight_decay) -> list[dict]`` for parameter groups with
+their own rates; and ``stages``: (config, loss) -> the optimisation stages of an epoch
+(rider.model.stages.TrainingStage: several passes, each with its own loss coefficients, its own parameters and its
+own optimiser, as MMIM trains its mutual-information estimators apart from the rest). A kind without ``stages``
+trains in one stage on ``loss.coefficients()``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 import torch.nn as nn
 
 from rider.model.objective import Objective
+from rider.model.stages import TrainingStage, single_stage
 
 ABSENT_MODES = ("presence", "zeros")
 MODALITY_NAMES = ("text", "audio", "vision")
@@ -54,6 +59,8 @@ class ModelKind:
     shared_sections: tuple[str, ...] = ()
     # The authors' published sizes by paper dataset ("mosi", "mosei"): Table 6's counts and the faithfulness check.
     paper: Mapping[str, Any] = field(default_factory=dict)
+    # (config, loss) -> the optimisation stages of an epoch; None: one stage on loss.coefficients().
+    stages: Callable[[Any, Any], tuple[TrainingStage, ...]] | None = None
     title: str = ""  # the model's name as its paper writes it (tables)
     note: str = ""  # what a reader of the tables must know about it here (a deviation from the original)
 
@@ -70,6 +77,10 @@ class ModelKind:
 
     def expert_names(self, cfg: Any) -> tuple[str, ...]:
         return () if self.experts is None else tuple(self.experts(cfg))
+
+    def training_stages(self, cfg: Any, loss: Any) -> tuple[TrainingStage, ...]:
+        """The optimisation stages of one epoch for this configuration and loss."""
+        return single_stage(loss.coefficients()) if self.stages is None else tuple(self.stages(cfg, loss))
 
     def call_options(self, presence: torch.Tensor | None, with_views: bool) -> dict[str, Any]:
         """The keyword arguments a forward call of this kind takes: the presence mask where the model handles

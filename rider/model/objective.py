@@ -30,7 +30,8 @@ class Objective:
     """The named, unweighted loss terms of a model's output. The trainer weights them (``weighted_loss``) with the
     kind's coefficients, so the weights live in one place and every term is logged per epoch.
 
-    Subclasses that keep state across steps (a label memory) override ``start_epoch`` and ``after_step``.
+    Subclasses that keep state across steps (a label memory) override ``start_epoch``, ``start_stage`` and
+    ``after_step``.
     """
 
     terms: tuple[str, ...] = ()
@@ -40,6 +41,10 @@ class Objective:
 
     def start_epoch(self, epoch: int) -> None:
         """Called before the first step of every epoch (1-based)."""
+
+    def start_stage(self, name: str) -> None:
+        """Called before the first step of each optimisation stage of an epoch (rider.model.stages), after
+        ``start_epoch``; a kind with one stage hears of it once per epoch ("train")."""
 
     def after_step(self, output: Any, batch: Batch) -> None:
         """Called after every optimiser step, with the step's output (its tensors still attached to the graph)."""

@@ -2,7 +2,10 @@
 
 One trainer serves every model kind (rider.model.MODEL_KINDS): the kind's objective gives the unweighted loss
 terms, its loss dataclass their weights; a stateful objective hears of every epoch and step (Self-MM's label
-memory), and a model with ``parameter_groups`` trains its parts at their own rates. The checkpoint with the best
+memory), a model with ``parameter_groups`` trains its parts at their own rates, and a kind that declares
+optimisation stages (rider.model.stages: MMIM's estimators, then the rest) makes each epoch of several passes, each
+with its own loss and its own optimiser over its own parameters; a kind without them trains in one stage. The
+checkpoint with the best
 validation MAE is kept. Every loss term and every validation metric is logged per epoch to ``epochs.csv``. The
 same seed on the same device gives the same numbers.
 """
@@ -34,6 +37,7 @@ from rider.data.split import Split, load_split
 from rider.device import resolve_device
 from rider.model import DEFAULT_KIND, Batch, LossWeights, ModelConfig, build_model, count_parameters, model_kind
 from rider.model.objective import weighted_loss
+from rider.model.stages import stage_parameters
 from rider.stress.plan import STRESSORS
 from rider.train.corruption import TrainingCorruption, feature_sigma, zero_absent_batch
 
@@ -142,6 +146,35 @@ def predict(model: torch.nn.Module, split: Split, batch_size: int) -> np.ndarray
     return torch.cat(out).float().cpu().numpy()
 
 
+def stage_optimizers(model: torch.nn.Module, stages, config: TrainConfig) -> list[torch.optim.Optimizer]:
+    """One AdamW per optimisation stage (rider.model.stages), over the parameters the stage steps. A model whose
+    parts learn at their own rates says so with ``parameter_groups`` (e.g. Self-MM's audio and vision
+    sub-networks): each stage keeps the groups' own rates for the parameters it steps; a stage's own ``lr`` /
+    ``weight_decay`` replace the run's for the rest."""
+    owned = stage_parameters(model, stages)
+    optimizers = []
+    for stage, parameters in zip(stages, owned):
+        lr = config.lr if stage.lr is None else stage.lr
+        decay = config.weight_decay if stage.weight_decay is None else stage.weight_decay
+        groups = (model.parameter_groups(lr, decay) if hasattr(model, "parameter_groups")
+                  else [{"params": list(model.parameters())}])
+        mine = {id(p) for p in parameters}
+        groups = [{**group, "params": [p for p in group["params"] if id(p) in mine]} for group in groups]
+        optimizers.append(torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=decay))
+    return optimizers
+
+
+def optimisation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total: torch.Tensor,
+                      grad_clip: float) -> None:
+    """One step of one stage: every parameter's gradient of ``total`` (clipped together, as the authors clip
+    ``model.parameters()``), then only ``optimizer``'s parameters move."""
+    model.zero_grad(set_to_none=True)
+    total.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
 def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLike, seed: int,
           threads: int | None = None) -> dict[str, Any]:
     """Train, keep the best-validation-MAE weights, write the checkpoint and ``epochs.csv``; return the metadata."""
@@ -164,12 +197,9 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
                                     **{f"{m}_dim": dims[m] for m in kind.modalities})
     spec = dataclasses.replace(spec, model=model_cfg)
     model = build_model(model_cfg, spec.kind).to(device)
-    # A model whose parts learn at their own rates says so (e.g. Self-MM's audio and vision sub-networks).
-    groups = (model.parameter_groups(spec.train.lr, spec.train.weight_decay)
-              if hasattr(model, "parameter_groups") else model.parameters())
-    optimizer = torch.optim.AdamW(groups, lr=spec.train.lr, weight_decay=spec.train.weight_decay)
     objective = kind.objective(model_cfg, spec.loss, len(train_split))
-    coefficients = spec.loss.coefficients()
+    stages = kind.training_stages(model_cfg, spec.loss)
+    optimizers = stage_optimizers(model, stages, spec.train)
     order = torch.Generator(device=device).manual_seed(seed)
 
     corruption = None
@@ -177,7 +207,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         sigma = {name: feature_sigma(getattr(train_split, name), train_split.lengths) for name in ("audio", "vision")}
         corruption = TrainingCorruption(spec.train.corrupt, spec.train.corrupt_seed, seed, sigma)
 
-    def forward_loss(batch: Batch, options: dict[str, Any]):
+    def forward_loss(batch: Batch, coefficients: Mapping[str, float], options: dict[str, Any]):
         output = model(batch.text, batch.audio, batch.vision, batch.lengths, **options)
         total, terms = weighted_loss(objective(output, batch), coefficients)
         return total, terms, output
@@ -195,32 +225,36 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         epoch_start = time.perf_counter()
         model.train()
         objective.start_epoch(epoch)
-        sums = {name: torch.zeros((), device=device) for name in ("total", *objective.terms)}
-        permutation = torch.randperm(len(train_split), generator=order, device=device)
-        for step in range(n_batches):
-            index = permutation[step * spec.train.batch_size:(step + 1) * spec.train.batch_size]
-            batch = Batch(*train_split.batch(index), index=index)
-            presence = None
-            if corruption is not None:
-                batch, presence, _, _ = corruption(batch)
-                if presence is not None and kind.absent == "zeros":
-                    batch = zero_absent_batch(batch, presence)
-            total, terms, output = forward_loss(batch, kind.call_options(presence, None))
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if spec.train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.train.grad_clip)
-            optimizer.step()
-            objective.after_step(output, batch)
-            sums["total"] += total.detach()
-            for name in objective.terms:
-                sums[name] += terms[name].detach()
+        row_losses = {}
+        for stage, optimizer in zip(stages, optimizers):
+            objective.start_stage(stage.name)
+            steps = stage.batches(n_batches)
+            sums = {name: torch.zeros((), device=device) for name in ("total", *objective.terms)}
+            permutation = torch.randperm(len(train_split), generator=order, device=device)  # each pass reshuffles
+            for step in range(steps):
+                index = permutation[step * spec.train.batch_size:(step + 1) * spec.train.batch_size]
+                batch = Batch(*train_split.batch(index), index=index)
+                presence = None
+                if corruption is not None:  # every stage's batches are stressed alike
+                    batch, presence, _, _ = corruption(batch)
+                    if presence is not None and kind.absent == "zeros":
+                        batch = zero_absent_batch(batch, presence)
+                total, terms, output = forward_loss(batch, stage.coefficients, kind.call_options(presence, None))
+                optimisation_step(model, optimizer, total, spec.train.grad_clip)
+                objective.after_step(output, batch)
+                sums["total"] += total.detach()
+                for name in objective.terms:
+                    sums[name] += terms[name].detach()
+            # The last stage's losses keep the plain names (train_total, train_<term>); earlier stages' carry theirs.
+            prefix = "train_" if stage is stages[-1] else f"train_{stage.name}_"
+            row_losses.update({f"{prefix}{k}": float(v) / steps for k, v in sums.items()})
         valid = regression_metrics(predict(model, valid_split, spec.train.eval_batch_size), valid_split.labels.cpu().numpy())
-        row = {"epoch": epoch, **{f"train_{k}": float(v) / n_batches for k, v in sums.items()},
+        row = {"epoch": epoch, **row_losses,
                **{f"valid_{k}": valid[k] for k in METRIC_KEYS}, "seconds": time.perf_counter() - epoch_start}
         rows.append(row)
-        if not np.isfinite(row["train_total"]):
-            raise FloatingPointError(f"training diverged at epoch {epoch}: total loss {row['train_total']}")
+        diverged = [k for k in row_losses if k.endswith("_total") and not np.isfinite(row_losses[k])]
+        if diverged:
+            raise FloatingPointError(f"training diverged at epoch {epoch}: {diverged[0]} = {row_losses[diverged[0]]}")
         if best is None or valid["mae"] < best["valid"]["mae"]:
             best = {"epoch": epoch, "valid": valid,
                     "state": {name: t.detach().clone() for name, t in model.state_dict().items()}}
