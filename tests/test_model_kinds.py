@@ -34,6 +34,9 @@ SMALL_RUNS = {
     "misa": {"kind": "misa", "model": {"hidden_size": 32, "text_rnn_dim": 16, "audio_rnn_dim": 8, "vision_rnn_dim": 8,
                                        "fusion_ff": 64, "dropout": 0.5}, "train": {"epochs": 8, "lr": 1e-3}},
     "self_mm": {"kind": "self_mm", "train": {"epochs": 8, "lr": 1e-3}},
+    "emoe": {"kind": "emoe", "model": {"d_model": 16, "heads": 2, "layers": 1, "router_hidden": 16, "text_dropout": 0.1,
+                                       "embed_dropout": 0.0, "output_dropout": 0.1},
+             "train": {"epochs": 8, "lr": 2e-3}},
 }
 
 # Parameters that legitimately get no gradient from one training step of a kind, and why.

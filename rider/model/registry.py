@@ -7,6 +7,7 @@ entry here. The trainer, the checkpoint loader and the evaluator build from thes
 from __future__ import annotations
 
 from rider.model.config import LossWeights, ModelConfig, paper_config
+from rider.model.emoe import KIND as EMOE
 from rider.model.experts import EXPERTS
 from rider.model.kind import ModelKind
 from rider.model.lmf import KIND as LMF
@@ -32,5 +33,5 @@ TEXT_ONLY = ModelKind(
 )
 
 MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT, MISA,
-                                                                  SELF_MM)}
+                                                                  SELF_MM, EMOE)}
 DEFAULT_KIND = RIDER_MOE.name
