@@ -36,10 +36,12 @@ Where ours differs, and why:
   config reads the aligned data, as we do). They never train; the count test asserts the exact difference.
 - Read-out and padding (DESIGN §9), as in rider.model.mult: the authors read each expert at its last time step,
   which on our padded word-aligned data is padding. Ours zeroes the inputs beyond ``lengths`` (so neither the
-  router nor a convolution window sees anything there), masks padded keys in the attention, keeps the causal
-  mask, and reads the last real step ``min(lengths, T_m) - 1``; an empty sample reads zeros. Nothing at a padded
-  position reaches the prediction or the routing (tested). The encoders are cut to the steps a real word can
-  reach (the router still reads all ``max_len`` steps; shorter inputs are zero-padded to ``max_len``).
+  router nor a convolution window sees anything there), appends k_m - 1 zero steps so that every word starts a
+  window (the authors' unpadded convolution has L - k_m + 1 steps), masks padded keys in the attention, keeps
+  the causal mask, and reads step ``lengths - 1``, the window starting at the last word, which has seen every
+  real step; an empty sample reads zeros. Nothing at a padded position reaches the prediction or the routing,
+  and a sample's output depends neither on its batch nor on how far it is padded (tested). The encoders are cut
+  to the steps a real word can reach; the router reads all ``max_len`` steps (shorter inputs zero-padded).
 - Order of the modalities: the authors concatenate the router's input as (text, vision, audio) and order w as
   (l, v, a); ours is (T, A, V) everywhere. A relabelling of the router's first layer's columns and last layer's
   rows: the same function class and count.
@@ -60,6 +62,7 @@ convolution, D = d_model, R = the router's input width L (D_T + D_A + D_V), H it
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -227,7 +230,9 @@ class EMOE(nn.Module):
         self.conv = nn.ModuleDict({m: nn.Conv1d(getattr(cfg, f"{m}_dim"), D, cfg.kernel(m), bias=False)
                                    for m in MODALITY_NAMES})
         self.shared = nn.Linear(D, D, bias=False)  # the authors' encoder_c, a 1x1 convolution shared by all
-        self.encoders = nn.ModuleDict({m: Transformer(D, cfg.layers, cfg, cfg.attention_dropout(m))
+        # The encoders see up to max_len + widest kernel - 1 steps (every word starts a window): positions for all.
+        steps = dataclasses.replace(cfg, max_len=cfg.max_len + max(cfg.kernel(m) for m in MODALITY_NAMES) - 1)
+        self.encoders = nn.ModuleDict({m: Transformer(D, cfg.layers, steps, cfg.attention_dropout(m))
                                        for m in MODALITY_NAMES})
         self.heads = nn.ModuleDict({m: ResidualHead(D, cfg.output_dropout) for m in MODALITY_NAMES})
         self.fusion_head = ResidualHead(D, cfg.output_dropout)
@@ -247,20 +252,19 @@ class EMOE(nn.Module):
         flat = F.pad(torch.cat(list(inputs.values()), dim=-1), (0, 0, 0, cfg.max_len - L)).flatten(1)  # (B, R)
         w = self.router(flat)  # (B, E)
 
-        # 2. The experts, cut to the steps a real word can reach (never below one window).
+        # 2. The experts. widest - 1 zero steps after the last word let every real word start a window; the
+        # steps no real word reaches are cut (not under torch.compile: a data-dependent length recompiles).
         widest = max(cfg.kernel(m) for m in MODALITY_NAMES)
-        if L < widest:
-            inputs = {m: F.pad(x, (0, 0, 0, widest - L)) for m, x in inputs.items()}  # zeros: padding
-        steps = max(widest, min(inputs["text"].shape[1], max(int(lengths.max()), 1) + widest - 1))
-        if torch.compiler.is_compiling():
-            steps = inputs["text"].shape[1]  # a data-dependent length would recompile every batch
-        inputs = {m: x[:, :steps] for m, x in inputs.items()}
+        inputs = {m: F.pad(x, (0, 0, 0, widest - 1)) for m, x in inputs.items()}  # (B, L + widest - 1, D_m)
+        if not torch.compiler.is_compiling():
+            steps = max(int(lengths.max()), 1) + widest - 1
+            inputs = {m: x[:, :steps] for m, x in inputs.items()}
         inputs["text"] = F.dropout(inputs["text"], cfg.text_dropout, self.training)
         hidden, projected, unimodal = [], [], []
         for m in MODALITY_NAMES:
             z = self.shared(self.conv[m](inputs[m].transpose(1, 2)).transpose(1, 2))  # (B, T_m, D)
             T = z.shape[1]
-            real = lengths.clamp(max=T)  # (B,) a real word near the end still reaches step T_m - 1
+            real = lengths.clamp(max=T)  # (B,) = lengths: step i is the window starting at word i
             h = self.encoders[m](z, None, self_attention_mask(T, real, cfg.causal, z.dtype))  # (B, T_m, D)
             last = (real - 1).clamp(min=0)  # (B,) the last real step; an empty sample reads zeros
             h = h[torch.arange(B, device=h.device), last] * (real > 0)[:, None]  # h_m, (B, D)
