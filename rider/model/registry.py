@@ -17,6 +17,7 @@ from rider.model.mult import KIND as MULT
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.rider_moe import RiderMoE
 from rider.model.self_mm import KIND as SELF_MM
+from rider.model.t_hne import KIND as T_HNE
 from rider.model.text_only import TextOnlyModel
 from rider.model.tfn import KIND as TFN
 
@@ -33,5 +34,5 @@ TEXT_ONLY = ModelKind(
 )
 
 MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT, MISA,
-                                                                  SELF_MM, EMOE)}
+                                                                  SELF_MM, EMOE, T_HNE)}
 DEFAULT_KIND = RIDER_MOE.name
