@@ -35,6 +35,11 @@ SMALL_RUNS = {
                                        "fusion_ff": 64, "dropout": 0.5}, "train": {"epochs": 8, "lr": 1e-3}},
     "self_mm": {"kind": "self_mm", "train": {"epochs": 8, "lr": 1e-3}},
     "mmim": {"kind": "mmim", "model": {"fusion_dim": 32}, "train": {"epochs": 8, "lr": 1e-3, "grad_clip": 1.0}},
+    "emoe": {"kind": "emoe", "model": {"d_model": 16, "heads": 2, "layers": 1, "router_hidden": 16, "text_dropout": 0.1,
+                                       "embed_dropout": 0.0, "output_dropout": 0.1},
+             "train": {"epochs": 8, "lr": 2e-3}},
+    "t_hne": {"kind": "t_hne", "model": {"d_model": 16, "heads": 2, "text_layers": 1, "embed_dropout": 0.0},
+              "train": {"epochs": 8, "lr": 2e-3}},
 }
 
 # Parameters that legitimately get no gradient from one training step of a kind, and why.

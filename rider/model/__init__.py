@@ -7,7 +7,7 @@ and the one trainer, checkpoint loader and evaluator build from it. ``objective`
 RIDER-MoE, one concept per module: ``config`` (hyper-parameters), ``encoders`` (g_m), ``fusion`` (f_fuse),
 ``experts`` (U_T, U_A, U_V, R, S), ``router`` (Eqs. 21-39), ``rider_moe`` (the forward pass and masked views),
 ``losses`` (Eqs. 2, 23, 43-52), ``text_only`` (g_T and a regression head, for text-only data).
-The baselines, one module each: ``tfn``, ``lmf``, ``mult``, ``misa``, ``self_mm`` (``recurrent``: the padded LSTMs
+The baselines, one module each: ``tfn``, ``lmf``, ``mult``, ``misa``, ``self_mm``, ``emoe``, ``t_hne`` (``recurrent``: the padded LSTMs
 MISA and Self-MM share). ``params``: every kind's parameter count at its published sizes (Table 6).
 """
 

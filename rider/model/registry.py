@@ -7,6 +7,7 @@ entry here. The trainer, the checkpoint loader and the evaluator build from thes
 from __future__ import annotations
 
 from rider.model.config import LossWeights, ModelConfig, paper_config
+from rider.model.emoe import KIND as EMOE
 from rider.model.experts import EXPERTS
 from rider.model.kind import ModelKind
 from rider.model.lmf import KIND as LMF
@@ -17,6 +18,7 @@ from rider.model.mult import KIND as MULT
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.rider_moe import RiderMoE
 from rider.model.self_mm import KIND as SELF_MM
+from rider.model.t_hne import KIND as T_HNE
 from rider.model.text_only import TextOnlyModel
 from rider.model.tfn import KIND as TFN
 
@@ -33,5 +35,5 @@ TEXT_ONLY = ModelKind(
 )
 
 MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT, MISA,
-                                                                  SELF_MM, MMIM)}
+                                                                  SELF_MM, MMIM, EMOE, T_HNE)}
 DEFAULT_KIND = RIDER_MOE.name
