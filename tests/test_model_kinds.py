@@ -34,6 +34,7 @@ SMALL_RUNS = {
     "misa": {"kind": "misa", "model": {"hidden_size": 32, "text_rnn_dim": 16, "audio_rnn_dim": 8, "vision_rnn_dim": 8,
                                        "fusion_ff": 64, "dropout": 0.5}, "train": {"epochs": 8, "lr": 1e-3}},
     "self_mm": {"kind": "self_mm", "train": {"epochs": 8, "lr": 1e-3}},
+    "mma": {"kind": "mma", "model": {"layers": 2, "hidden": 16, "compression": 4}, "train": {"epochs": 8, "lr": 3e-3}},
 }
 
 # Parameters that legitimately get no gradient from one training step of a kind, and why.

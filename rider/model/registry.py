@@ -12,6 +12,7 @@ from rider.model.kind import ModelKind
 from rider.model.lmf import KIND as LMF
 from rider.model.losses import rider_objective
 from rider.model.misa import KIND as MISA
+from rider.model.mma import KIND as MMA
 from rider.model.mult import KIND as MULT
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.rider_moe import RiderMoE
@@ -32,5 +33,5 @@ TEXT_ONLY = ModelKind(
 )
 
 MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT, MISA,
-                                                                  SELF_MM)}
+                                                                  SELF_MM, MMA)}
 DEFAULT_KIND = RIDER_MOE.name

@@ -1,7 +1,8 @@
 """Train one model variant with one seed (paper App. C.5: AdamW, batch 32; DESIGN §4).
 
 One trainer serves every model kind (rider.model.MODEL_KINDS): the kind's objective gives the unweighted loss
-terms, its loss dataclass their weights; a stateful objective hears of every epoch and step (Self-MM's label
+terms, its loss dataclass their weights; a kind that reads the segments' words (ModelKind.words) gets each
+batch's words as the call option ``words``; a stateful objective hears of every epoch and step (Self-MM's label
 memory), and a model with ``parameter_groups`` trains its parts at their own rates. The checkpoint with the best
 validation MAE is kept. Every loss term and every validation metric is logged per epoch to ``epochs.csv``. The
 same seed on the same device gives the same numbers.
@@ -121,13 +122,15 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, split: Split, batch_size: int) -> np.ndarray:
+def predict(model: torch.nn.Module, split: Split, batch_size: int, kind=None) -> np.ndarray:
     model.eval()
     out = []
     for start in range(0, len(split), batch_size):
         index = torch.arange(start, min(start + batch_size, len(split)), device=split.labels.device)
         text, audio, vision, lengths, _ = split.batch(index)
-        out.append(model(text, audio, vision, lengths).prediction)
+        words = split.batch_words(index)  # None unless the kind reads words
+        options = {} if words is None else kind.call_options(None, False, words)
+        out.append(model(text, audio, vision, lengths, **options).prediction)
     return torch.cat(out).float().cpu().numpy()
 
 
@@ -139,10 +142,12 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         torch.set_num_threads(threads)
     device = resolve_device(spec.train.device)
     seed_everything(seed)
-    train_split = load_split(cache_path, "train", device, spec.train.text_feature, spec.train.normalize)
-    valid_split = load_split(cache_path, "valid", device, spec.train.text_feature, spec.train.normalize)
-    # Input sizes come from the data (GloVe 300 or BERT 768 text; L of the cache), for the inputs the kind reads.
     kind = model_kind(spec.kind)
+    # A kind that tokenises the words itself (ModelKind.words) gets them from the cache, batch by batch.
+    words = kind.reads_words(spec.model)
+    train_split = load_split(cache_path, "train", device, spec.train.text_feature, spec.train.normalize, words)
+    valid_split = load_split(cache_path, "valid", device, spec.train.text_feature, spec.train.normalize, words)
+    # Input sizes come from the data (GloVe 300 or BERT 768 text; L of the cache), for the inputs the kind reads.
     dims = {name: getattr(train_split, name).shape[-1] for name in ("text", "audio", "vision")}
     for modality in kind.modalities:
         if dims[modality] == 0:  # a dataset without that modality stores it with zero features (rider.data.cache)
@@ -162,7 +167,8 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
     order = torch.Generator(device=device).manual_seed(seed)
 
     def forward_loss(batch: Batch):
-        output = model(batch.text, batch.audio, batch.vision, batch.lengths)
+        options = {} if batch.words is None else kind.call_options(None, False, batch.words)
+        output = model(batch.text, batch.audio, batch.vision, batch.lengths, **options)
         total, terms = weighted_loss(objective(output, batch), coefficients)
         return total, terms, output
 
@@ -183,7 +189,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         permutation = torch.randperm(len(train_split), generator=order, device=device)
         for step in range(n_batches):
             index = permutation[step * spec.train.batch_size:(step + 1) * spec.train.batch_size]
-            batch = Batch(*train_split.batch(index), index=index)
+            batch = Batch(*train_split.batch(index), index=index, words=train_split.batch_words(index))
             total, terms, output = forward_loss(batch)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -194,7 +200,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
             sums["total"] += total.detach()
             for name in objective.terms:
                 sums[name] += terms[name].detach()
-        valid = regression_metrics(predict(model, valid_split, spec.train.eval_batch_size), valid_split.labels.cpu().numpy())
+        valid = regression_metrics(predict(model, valid_split, spec.train.eval_batch_size, kind), valid_split.labels.cpu().numpy())
         row = {"epoch": epoch, **{f"train_{k}": float(v) / n_batches for k, v in sums.items()},
                **{f"valid_{k}": valid[k] for k in METRIC_KEYS}, "seconds": time.perf_counter() - epoch_start}
         rows.append(row)
