@@ -192,6 +192,8 @@ class MMA(nn.Module):
         return self
 
     def _adapt_layer_output(self, layer, inputs, output):
+        if self._streams is None:  # the PLM called on its own, not through forward: it stays the plain PLM
+            return output
         audio, vision, gates = self._streams
         hidden = output[0] if isinstance(output, tuple) else output  # (B, T, D)
         adapter = self.adapters[len(gates)]
