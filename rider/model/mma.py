@@ -159,11 +159,11 @@ class MMA(nn.Module):
         self.cfg = cfg
         self._lm = None  # (tokenizer, frozen PLM, its layers): a tuple, so no parameter of it is registered
         if cfg.text_encoder == "lm":
-            from rider.data.bert import load_encoder, max_tokens
+            from rider.data.bert import load_encoder, token_limit
 
             tokenizer, lm = load_encoder(cfg.lm_path)
             lm.requires_grad_(False)
-            self._lm = (tokenizer, lm, max_tokens(tokenizer, lm))
+            self._lm = (tokenizer, lm, token_limit(tokenizer, lm))
             width, layers = int(lm.config.hidden_size), language_model_layers(lm)
             self.project = nn.Identity()
             for layer in layers:
