@@ -5,7 +5,8 @@ severity's corrupted inputs come from the shared stress plan, so every model see
 goes through the same code: its ``ModelKind`` says how an absent modality reaches it (the presence mask, or zeroed
 features as App. C.2 gives the baselines), which stressors measure something about it (``ModelKind.stressors``:
 a text-only model has no conflict or missingness to react to; those are listed under ``not_applicable`` with the
-reason), and which extra outputs it has (routing weights, masked-view expert outputs for the DIR checks).
+reason), whether it reads the segments' words (passed with the stressors' marks, ``MASKED_WORD``, as the call
+option ``words``), and which extra outputs it has (routing weights, masked-view expert outputs for the DIR checks).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from rider.atomic import write_json
 from rider.checkpoint import METADATA, WEIGHTS, load_checkpoint
-from rider.data.cache import cache_dataset
+from rider.data.cache import cache_dataset, read_words
 from rider.data.split import arrays_to_split, feature_scales, read_arrays
 from rider.device import resolve_device
 from rider.diagnostics import dir_diagnostics, latent_correlations
@@ -49,7 +50,7 @@ def run_model(model: torch.nn.Module, kind: ModelKind, arrays: dict[str, np.ndar
     for start in range(0, len(split), batch_size):
         index = torch.arange(start, min(start + batch_size, len(split)), device=device)
         text, audio, vision, lengths, _ = split.batch(index)
-        options = kind.call_options(None if present is None else present[index], with_views)
+        options = kind.call_options(None if present is None else present[index], with_views, split.batch_words(index))
         out = model(text, audio, vision, lengths, **options)
         parts["prediction"].append(out.prediction.float().cpu())
         if kind.routed:
@@ -85,6 +86,8 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
     scales = feature_scales(cache_path, text_feature) if config["train"]["normalize"] else None
     # text_glove is always read: the stress plan's arrays are checked against it (zero columns without GloVe).
     test = load_test_split(cache_path, features=tuple(dict.fromkeys(("text_glove", text_feature, "audio", "vision"))))
+    if kind.reads_words(model_cfg):  # the stressors mark the words whose features they zero (MASKED_WORD)
+        test["words"] = read_words(cache_path, "test")
     labels = test["labels"]
     experts = kind.expert_names(model_cfg)
     dir_checks = kind.views and experts == EXPERTS  # App. C.4 needs the five U/R/S experts on the four views

@@ -40,6 +40,7 @@ SMALL_RUNS = {
              "train": {"epochs": 8, "lr": 2e-3}},
     "t_hne": {"kind": "t_hne", "model": {"d_model": 16, "heads": 2, "text_layers": 1, "embed_dropout": 0.0},
               "train": {"epochs": 8, "lr": 2e-3}},
+    "mma": {"kind": "mma", "model": {"layers": 2, "hidden": 16, "compression": 4}, "train": {"epochs": 8, "lr": 3e-3}},
 }
 
 # Parameters that legitimately get no gradient from one training step of a kind, and why.

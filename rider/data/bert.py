@@ -81,7 +81,7 @@ def load_encoder(model: str, device: str = "cpu"):
     return tokenizer, encoder.to(device).eval()
 
 
-def _max_tokens(tokenizer, encoder) -> int:
+def token_limit(tokenizer, encoder) -> int:
     """The longest input the encoder takes; tokenizers without a limit report a huge placeholder."""
     limits = [getattr(encoder.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
     usable = [int(x) for x in limits if x is not None and 0 < x < 1_000_000]
@@ -99,7 +99,7 @@ def segment_word_vectors(segments: Sequence[Sequence[str]], tokenizer, encoder, 
     import torch
 
     hidden = int(encoder.config.hidden_size)
-    max_tokens = _max_tokens(tokenizer, encoder)
+    max_tokens = token_limit(tokenizer, encoder)
     device = next(encoder.parameters()).device
     out: list[np.ndarray | None] = [None] * len(segments)
     counts = {"silence": 0, "no_subtoken": 0}

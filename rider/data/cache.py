@@ -12,6 +12,10 @@ Layout (``CACHE_SCHEMA_VERSION``; ``validate_cache`` checks a file against it)::
     /<split>/lengths    (N,)        int32    real words (the first `lengths` rows; the rest is zero padding)
     /<split>/labels     (N,)        float32  sentiment in [-3, 3]
     /<split>/ids        (N,)        str      SDK segment key "<video>[<i>]"
+    /<split>/words      (N, L)      str      the words as spoken (cased, the silence token 'sp' kept), '' for
+                                             padding: for a model that tokenises them itself (ModelKind.words).
+                                             Caches written before it lack it: they serve every other model, and
+                                             ``read_words`` asks for a rebuild
     /<split>/latents/{r (N,), u (N,3), b (N,3), s (N,)}   synthetic data only: the ground truth
     /stats/<feature>_mean, /stats/<feature>_std  (D,) float32  over the real rows of the train split
     attrs: schema_version, dataset, sequence_length, provenance (JSON: input checksums, config),
@@ -61,6 +65,10 @@ log = logging.getLogger(__name__)
 CACHE_SCHEMA_VERSION = 1
 FEATURES = {"text_glove": 300, "audio": 74, "vision": 35}
 SILENCE = "sp"  # the SDK's token for a pause between words
+PADDING_WORD = ""  # /<split>/words beyond a segment's length
+# A word whose text features the stress plan zeroed (text noise, or text missing): no transcript holds it, and a
+# model that reads words gives it its own "nothing here" marker (rider.stress.noise; MMA: the mask token).
+MASKED_WORD = "<zeroed>"
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,26 @@ def _pad(rows: list[np.ndarray], length: int, dim: int) -> np.ndarray:
     for i, row in enumerate(rows):
         out[i, : min(len(row), length)] = row[:length]
     return out
+
+
+def _pad_words(rows: list[np.ndarray], length: int) -> np.ndarray:
+    out = np.full((len(rows), length), PADDING_WORD, dtype=object)  # (N, L)
+    for i, row in enumerate(rows):
+        out[i, : min(len(row), length)] = row[:length]
+    return out
+
+
+def read_words(path: str | os.PathLike, split: str) -> np.ndarray:
+    """(N, L) object array of a split's words ('' for padding); a cache written before words were stored is a
+    ``DataError`` that asks for a rebuild."""
+    with open_h5(path, "cache file") as handle:
+        if f"{split}/words" not in handle:
+            raise DataError(f"{path}: no /{split}/words; rebuild the cache (`rider cache`, or delete it and rerun the "
+                            "workflow): this model reads the segments' words, which caches written before them lack")
+        try:
+            return np.asarray(handle[f"{split}/words"].asstr()[()], dtype=object)
+        except OSError as err:
+            raise DataError(f"{path}: not a readable cache file (truncated or corrupt?): {err}") from None
 
 
 def build_cache(
@@ -184,6 +212,8 @@ def build_cache(
             group.create_dataset("lengths", data=np.minimum(lengths_all[index], length).astype(np.int32))
             group.create_dataset("labels", data=labels[index].astype(np.float32))
             group.create_dataset("ids", data=keys[index].astype(object), dtype=h5py.string_dtype())
+            group.create_dataset("words", data=_pad_words([spoken[offset[i]: offset[i + 1]] for i in index], length),
+                                 dtype=h5py.string_dtype())
             if latents is not None:
                 _write_latents(group, latents, keys[index], latents_path)
             counts["segments"][split] = int(len(index))
@@ -316,6 +346,8 @@ def _validate(handle: h5py.File, path: Path) -> dict[str, int]:
         n = group["labels"].shape[0]
         expected = {name: (n, length, dim) for name, dim in features.items()}
         expected.update(lengths=(n,), labels=(n,), ids=(n,))
+        if "words" in group:  # optional: older caches lack it (read_words)
+            expected["words"] = (n, length)
         for name, shape in expected.items():
             if name not in group:
                 raise DataError(f"{path}: missing field '{split}/{name}'")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rider.data.cache import read_words
 from rider.data.csd import DataError
 from rider.h5 import open_h5
 
@@ -27,12 +28,17 @@ class Split:
     lengths: torch.Tensor  # (N,) int64
     labels: torch.Tensor   # (N,) float32
     ids: tuple[str, ...]
+    words: np.ndarray | None = None  # (N, L) str, '' for padding: only for a kind that reads words (ModelKind.words)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.text[index], self.audio[index], self.vision[index], self.lengths[index], self.labels[index]
+
+    def batch_words(self, index: torch.Tensor) -> np.ndarray | None:
+        """(B, L) words of the rows ``index``, or None when the split was read without them."""
+        return None if self.words is None else self.words[index.cpu().numpy()]
 
 
 def feature_scales(cache_path: str | os.PathLike, text_feature: str = "text_glove") -> dict[str, np.ndarray]:
@@ -66,10 +72,13 @@ def arrays_to_split(arrays: dict[str, np.ndarray], scales: dict[str, np.ndarray]
         lengths=torch.from_numpy(arrays["lengths"].astype(np.int64)).to(device),
         labels=torch.from_numpy(arrays["labels"].astype(np.float32)).to(device),
         ids=tuple(arrays["ids"]),
+        words=arrays.get("words"),
     )
 
 
-def read_arrays(cache_path: str | os.PathLike, split: str, text_feature: str = "text_glove") -> dict[str, np.ndarray]:
+def read_arrays(cache_path: str | os.PathLike, split: str, text_feature: str = "text_glove",
+                words: bool = False) -> dict[str, np.ndarray]:
+    """A split's arrays as the cache names them; with ``words``, its ``words`` too (rider.data.cache.read_words)."""
     with open_h5(cache_path, "cache file") as handle:
         if split not in handle:
             raise DataError(f"{cache_path}: no split '{split}'")
@@ -85,10 +94,12 @@ def read_arrays(cache_path: str | os.PathLike, split: str, text_feature: str = "
                 arrays["latents"] = {name: group[f"latents/{name}"][:] for name in group["latents"]}
         except OSError as err:
             raise DataError(f"{cache_path}: not a readable cache file (truncated or corrupt?): {err}") from None
+    if words:
+        arrays["words"] = read_words(cache_path, split)
     return arrays
 
 
 def load_split(cache_path: str | os.PathLike, split: str, device: torch.device,
-               text_feature: str = "text_glove", normalize: bool = True) -> Split:
+               text_feature: str = "text_glove", normalize: bool = True, words: bool = False) -> Split:
     scales = feature_scales(cache_path, text_feature) if normalize else None
-    return arrays_to_split(read_arrays(cache_path, split, text_feature), scales, device, text_feature)
+    return arrays_to_split(read_arrays(cache_path, split, text_feature, words), scales, device, text_feature)

@@ -18,6 +18,10 @@ A kind declares
   ``with_views=True``, so the DIR checks of App. C.4 apply;
 - ``shared_sections``: the parts of a dataset's config section it takes (RIDER-MoE: ``model`` and ``loss``; the
   text-only model: ``model``); every other kind reads ``baselines.<name>`` of the dataset;
+- ``words``: config -> whether the model reads the segments' words (a model that tokenises them itself, such as
+  MMA inside a language model); the trainer and evaluator then read ``/<split>/words`` from the cache (B, L strings,
+  '' for padding) and pass each batch's rows as the call option ``words``; a word the stress plan zeroed arrives as
+  ``rider.data.cache.MASKED_WORD``;
 - ``paper``: its configuration at the published sizes, by paper dataset (Table 6, the faithfulness counts);
   ``title`` and ``note``: its name and what a table's reader must know about it here (the evaluation records both).
 
@@ -35,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -57,6 +62,7 @@ class ModelKind:
     experts: Callable[[Any], tuple[str, ...]] | None = None
     views: bool = False
     shared_sections: tuple[str, ...] = ()
+    words: Callable[[Any], bool] | None = None  # config -> reads the segments' words (call option ``words``)
     # The authors' published sizes by paper dataset ("mosi", "mosei"): Table 6's counts and the faithfulness check.
     paper: Mapping[str, Any] = field(default_factory=dict)
     # (config, loss) -> the optimisation stages of an epoch; None: one stage on loss.coefficients().
@@ -82,14 +88,21 @@ class ModelKind:
         """The optimisation stages of one epoch for this configuration and loss."""
         return single_stage(loss.coefficients()) if self.stages is None else tuple(self.stages(cfg, loss))
 
-    def call_options(self, presence: torch.Tensor | None, with_views: bool) -> dict[str, Any]:
+    def reads_words(self, cfg: Any) -> bool:
+        return self.words is not None and bool(self.words(cfg))
+
+    def call_options(self, presence: torch.Tensor | None, with_views: bool,
+                     words: np.ndarray | None = None) -> dict[str, Any]:
         """The keyword arguments a forward call of this kind takes: the presence mask where the model handles
-        absence itself, masked views where it computes them."""
+        absence itself, masked views where it computes them, the batch's words (B, L) where it reads them (the
+        caller passes ``words`` only when ``reads_words`` says so)."""
         options: dict[str, Any] = {}
         if self.absent == "presence" and presence is not None:
             options["presence"] = presence
         if self.views:
             options["with_views"] = with_views
+        if words is not None:
+            options["words"] = words
         return options
 
     def stressors(self, available: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:

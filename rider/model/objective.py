@@ -24,6 +24,7 @@ class Batch(NamedTuple):
     lengths: torch.Tensor  # (B,)
     labels: torch.Tensor  # (B,)
     index: torch.Tensor  # (B,) rows of the training split (per-sample memories key on them)
+    words: Any = None  # (B, L) str numpy array for a kind that reads words (ModelKind.words), else None
 
 
 class Objective:

@@ -14,6 +14,7 @@ from rider.model.lmf import KIND as LMF
 from rider.model.losses import rider_objective
 from rider.model.misa import KIND as MISA
 from rider.model.mmim import KIND as MMIM
+from rider.model.mma import KIND as MMA
 from rider.model.mult import KIND as MULT
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.rider_moe import RiderMoE
@@ -35,5 +36,5 @@ TEXT_ONLY = ModelKind(
 )
 
 MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT, MISA,
-                                                                  SELF_MM, MMIM, EMOE, T_HNE)}
+                                                                  SELF_MM, MMIM, EMOE, T_HNE, MMA)}
 DEFAULT_KIND = RIDER_MOE.name

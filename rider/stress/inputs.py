@@ -5,6 +5,8 @@ Test arrays are a plain ``dict[str, np.ndarray]`` with the cache's names:
     text_glove (N, L, Dt)  [text_bert (N, L, Db) optional]  audio (N, L, Da)  vision (N, L, Dv)
     lengths (N,) int: real words per sample; rows >= lengths[i] are padding and no stressor touches them
     labels (N,) float and ids (N,) str: passed through unchanged
+    words (N, L) str, optional (a model that reads words, rider.data.cache.read_words): the text stressors mark a
+        word whose features they zero as ``MASKED_WORD``
 
 Letters: N samples, L words (padded length), M = 3 modalities in the fixed order T, A, V.
 """
@@ -19,6 +21,7 @@ from typing import Final
 import h5py
 import numpy as np
 
+from rider.data.cache import MASKED_WORD  # a word whose text features a stressor zeroed (used by the stressors)
 from rider.h5 import open_h5
 
 MODALITIES: Final[tuple[str, ...]] = ("text", "audio", "vision")  # column order of every presence mask (N, 3)
@@ -110,6 +113,8 @@ def check_test_arrays(arrays: Mapping[str, np.ndarray], where: str, require_fini
     assert max_len is not None  # text_glove is required
     if n and (lengths.min() < 0 or lengths.max() > max_len):
         raise ValueError(f"{where}: lengths must lie in [0, {max_len}], got [{lengths.min()}, {lengths.max()}]")
+    if "words" in arrays and np.shape(arrays["words"]) != (n, max_len):
+        raise ValueError(f"{where}: words has shape {np.shape(arrays['words'])}, expected ({n}, {max_len})")
     for key in ("labels", "ids"):
         if key in arrays and np.shape(arrays[key]) != (n,):
             raise ValueError(f"{where}: {key} has shape {np.shape(arrays[key])}, expected ({n},)")

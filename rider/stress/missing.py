@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rider.stress.inputs import FEATURE_KEYS, MODALITIES
+from rider.stress.inputs import FEATURE_KEYS, MASKED_WORD, MODALITIES
 
 
 def expected_drop_rate(m: float) -> float:
@@ -43,7 +43,8 @@ def draw_presence(base_u: np.ndarray, m: float, redraw_rng: np.random.Generator)
 
 
 def zero_absent(arrays: Mapping[str, np.ndarray], presence: np.ndarray) -> dict[str, np.ndarray]:
-    """Zero every feature of absent modalities (the baselines' view of a missing modality).
+    """Zero every feature of absent modalities (the baselines' view of a missing modality); with ``words``, an
+    absent text's real words become ``MASKED_WORD``.
 
     Args:
         arrays: test arrays, never modified; ``lengths`` is kept (the padding mask is not a modality).
@@ -66,4 +67,9 @@ def zero_absent(arrays: Mapping[str, np.ndarray], presence: np.ndarray) -> dict[
                 y = arrays[key].copy()
                 y[absent] = 0
                 out[key] = y
+        if modality == "text" and "words" in arrays:  # every real word of an absent text is masked
+            real = np.arange(arrays["words"].shape[1])[None, :] < np.asarray(arrays["lengths"])[:, None]  # (N, L)
+            words = np.array(arrays["words"], dtype=object)
+            words[absent[:, None] & real] = MASKED_WORD
+            out["words"] = words
     return out

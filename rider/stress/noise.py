@@ -1,7 +1,8 @@
 """Noise (rho): within-modality corruption that keeps every modality present (paper App. C.2, DESIGN §5).
 
 - text: ``round(rho * length)`` of a sample's real tokens, chosen at random, get their feature vector zeroed (the
-  embedding-level mask of App. C.2; with ``text_bert`` as well, the same positions are zeroed there).
+  embedding-level mask of App. C.2; with ``text_bert`` as well, the same positions are zeroed there; with
+  ``words``, the same words become ``MASKED_WORD``, which a model reading words gives its own mask token).
 - audio, vision: add N(0, (rho * sigma_f)^2) to every real position, sigma_f the train-set std of feature f; then
   zero ``round(rho * length)`` real timesteps, chosen independently per modality.
 
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rider.stress.inputs import FEATURE_KEYS, NOISY_MODALITIES
+from rider.stress.inputs import FEATURE_KEYS, MASKED_WORD, NOISY_MODALITIES
 
 
 def position_ranks(rng: np.random.Generator, lengths: np.ndarray, max_len: int) -> np.ndarray:
@@ -107,4 +108,8 @@ def apply_noise(
                 y[real] = x[real] + z[modality][real] * scale  # (n_real, F)
             y[mask] = 0
             out[key] = y
+    if "words" in arrays and masks["text"].any():
+        words = np.array(arrays["words"], dtype=object)  # (N, L) a copy
+        words[masks["text"]] = MASKED_WORD
+        out["words"] = words
     return out

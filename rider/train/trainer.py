@@ -1,12 +1,12 @@
 """Train one model variant with one seed (paper App. C.5: AdamW, batch 32; DESIGN §4).
 
 One trainer serves every model kind (rider.model.MODEL_KINDS): the kind's objective gives the unweighted loss
-terms, its loss dataclass their weights; a stateful objective hears of every epoch and step (Self-MM's label
+terms, its loss dataclass their weights; a kind that reads the segments' words (ModelKind.words) gets each
+batch's words as the call option ``words``; a stateful objective hears of every epoch and step (Self-MM's label
 memory), a model with ``parameter_groups`` trains its parts at their own rates, and a kind that declares
 optimisation stages (rider.model.stages: MMIM's estimators, then the rest) makes each epoch of several passes, each
 with its own loss and its own optimiser over its own parameters; a kind without them trains in one stage. The
-checkpoint with the best
-validation MAE is kept. Every loss term and every validation metric is logged per epoch to ``epochs.csv``. The
+checkpoint with the best validation MAE is kept. Every loss term and every validation metric is logged per epoch to ``epochs.csv``. The
 same seed on the same device gives the same numbers.
 """
 
@@ -136,13 +136,15 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, split: Split, batch_size: int) -> np.ndarray:
+def predict(model: torch.nn.Module, split: Split, batch_size: int, kind=None) -> np.ndarray:
     model.eval()
     out = []
     for start in range(0, len(split), batch_size):
         index = torch.arange(start, min(start + batch_size, len(split)), device=split.labels.device)
         text, audio, vision, lengths, _ = split.batch(index)
-        out.append(model(text, audio, vision, lengths).prediction)
+        words = split.batch_words(index)  # None unless the kind reads words
+        options = {} if words is None else kind.call_options(None, False, words)
+        out.append(model(text, audio, vision, lengths, **options).prediction)
     return torch.cat(out).float().cpu().numpy()
 
 
@@ -183,10 +185,12 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         torch.set_num_threads(threads)
     device = resolve_device(spec.train.device)
     seed_everything(seed)
-    train_split = load_split(cache_path, "train", device, spec.train.text_feature, spec.train.normalize)
-    valid_split = load_split(cache_path, "valid", device, spec.train.text_feature, spec.train.normalize)
-    # Input sizes come from the data (GloVe 300 or BERT 768 text; L of the cache), for the inputs the kind reads.
     kind = model_kind(spec.kind)
+    # A kind that tokenises the words itself (ModelKind.words) gets them from the cache, batch by batch.
+    words = kind.reads_words(spec.model)
+    train_split = load_split(cache_path, "train", device, spec.train.text_feature, spec.train.normalize, words)
+    valid_split = load_split(cache_path, "valid", device, spec.train.text_feature, spec.train.normalize, words)
+    # Input sizes come from the data (GloVe 300 or BERT 768 text; L of the cache), for the inputs the kind reads.
     dims = {name: getattr(train_split, name).shape[-1] for name in ("text", "audio", "vision")}
     for modality in kind.modalities:
         if dims[modality] == 0:  # a dataset without that modality stores it with zero features (rider.data.cache)
@@ -204,6 +208,9 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
 
     corruption = None
     if spec.train.corrupt:
+        if words:  # the stream zeroes token features; a language model reading the words would never see it
+            raise ValueError(f"train.corrupt is not supported for a kind that reads the words ({spec.kind} with "
+                             "this configuration); train it on clean batches")
         sigma = {name: feature_sigma(getattr(train_split, name), train_split.lengths) for name in ("audio", "vision")}
         corruption = TrainingCorruption(spec.train.corrupt, spec.train.corrupt_seed, seed, sigma)
 
@@ -233,13 +240,14 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
             permutation = torch.randperm(len(train_split), generator=order, device=device)  # each pass reshuffles
             for step in range(steps):
                 index = permutation[step * spec.train.batch_size:(step + 1) * spec.train.batch_size]
-                batch = Batch(*train_split.batch(index), index=index)
+                batch = Batch(*train_split.batch(index), index=index, words=train_split.batch_words(index))
                 presence = None
                 if corruption is not None:  # every stage's batches are stressed alike
                     batch, presence, _, _ = corruption(batch)
                     if presence is not None and kind.absent == "zeros":
                         batch = zero_absent_batch(batch, presence)
-                total, terms, output = forward_loss(batch, stage.coefficients, kind.call_options(presence, None))
+                options = kind.call_options(presence, None, batch.words)
+                total, terms, output = forward_loss(batch, stage.coefficients, options)
                 optimisation_step(model, optimizer, total, spec.train.grad_clip)
                 objective.after_step(output, batch)
                 sums["total"] += total.detach()
@@ -248,7 +256,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
             # The last stage's losses keep the plain names (train_total, train_<term>); earlier stages' carry theirs.
             prefix = "train_" if stage is stages[-1] else f"train_{stage.name}_"
             row_losses.update({f"{prefix}{k}": float(v) / steps for k, v in sums.items()})
-        valid = regression_metrics(predict(model, valid_split, spec.train.eval_batch_size), valid_split.labels.cpu().numpy())
+        valid = regression_metrics(predict(model, valid_split, spec.train.eval_batch_size, kind), valid_split.labels.cpu().numpy())
         row = {"epoch": epoch, **row_losses,
                **{f"valid_{k}": valid[k] for k in METRIC_KEYS}, "seconds": time.perf_counter() - epoch_start}
         rows.append(row)
