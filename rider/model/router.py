@@ -46,6 +46,7 @@ def inject_prior(base_logits: torch.Tensor, prior: torch.Tensor, strength: float
 class RouterOutput(NamedTuple):
     probe_logits: torch.Tensor  # (B, M, K)
     entropy: torch.Tensor  # (B, M)
+    relative_reliability: torch.Tensor  # Rel_m, (B, M)
     importance: torch.Tensor  # (B, M)
     reliability: torch.Tensor  # r, (B, M)
     mean_reliability: torch.Tensor  # r_bar, (B,)
@@ -88,4 +89,4 @@ class ReliabilityRouter(nn.Module):
         f = torch.cat([r, cons[:, None]], dim=-1) if self.use_consensus else r  # Eq. 34: (B, M+1) or (B, M)
         prior = torch.softmax(self.prior(f), dim=-1)  # Eqs. 35-36: Prior^exp, (B, E)
         pi = inject_prior(self.base(z0), prior, self.prior_strength, self.eps)  # Eqs. 37-39: (B, E)
-        return RouterOutput(logits, H, imp, r, r_bar, cons, prior, pi)
+        return RouterOutput(logits, H, rel, imp, r, r_bar, cons, prior, pi)
