@@ -10,6 +10,7 @@ The workflow builds this from its validated config with ``spec_from_config`` (re
      "significance": {"test": "bootstrap", "resamples": 1000, "seed": 0},   # or {"test": "t_test"}
      "tables": {"ablations": [...], "prior_sweep": [...], "dir_sweep": [...]},   # Tables 3, 4, 5
      "baselines": ["tfn", ...],                                    # Figure 3 draws them apart from the ablations
+     "chain": ["remedy_all"],                                      # the signal-chain figure beside the reference
      "paper": {"synth_mosi": "mosi"},                              # whose published numbers sit beside a dataset
      "overhead": {"synth_mosi": "results/synth_mosi/overhead.json"},   # App. D timings (rider overhead)
      "parameters": "results/parameters.json"}                      # counts at the published sizes (rider count)
@@ -68,6 +69,7 @@ class ReportSpec:
     tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # TABLE_LISTS -> variants, in row order
     paper: Mapping[str, str | None] = field(default_factory=dict)  # dataset -> "mosi" / "mosei" / None
     baselines: tuple[str, ...] = ()  # variants of other model kinds: Figure 3's baseline panels
+    chain: tuple[str, ...] = ()  # variants the signal-chain figure draws beside the reference
     overhead: Mapping[str, Path] = field(default_factory=dict)  # dataset -> App. D timing JSON (rider overhead)
     parameters: Path | None = None  # counts at the published sizes (rider count)
 
@@ -98,14 +100,19 @@ class ReportSpec:
         """Datasets in the order of their first run."""
         return tuple(dict.fromkeys(run.dataset for run in self.runs))
 
+    @property
+    def chain_models(self) -> tuple[str, ...]:
+        """The signal-chain figure's variants: the reference, then those of ``chain`` that were evaluated."""
+        return (self.reference, *(m for m in dict.fromkeys(self.chain) if m in self.models and m != self.reference))
+
     def rows(self, table: str) -> tuple[str, ...]:
         """The variants of a table list that were evaluated, in the list's order."""
         return tuple(model for model in self.tables.get(table, ()) if model in self.models)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ReportSpec":
-        allowed = {"runs", "models", "reference", "alpha", "significance", "tables", "paper", "baselines", "overhead",
-                   "parameters"}
+        allowed = {"runs", "models", "reference", "alpha", "significance", "tables", "paper", "baselines", "chain",
+                   "overhead", "parameters"}
         unknown = sorted(set(values) - allowed)
         if unknown:
             raise ValueError(f"report spec: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -123,6 +130,7 @@ class ReportSpec:
                    tables={k: tuple(v) for k, v in values.get("tables", {}).items()},
                    paper=dict(values.get("paper", {})),
                    baselines=tuple(values.get("baselines", ())),
+                   chain=tuple(values.get("chain", ())),
                    overhead={d: Path(path) for d, path in values.get("overhead", {}).items()},
                    parameters=Path(values["parameters"]) if values.get("parameters") else None)
 
@@ -148,7 +156,7 @@ def report_models(config: Mapping[str, Any]) -> list[str]:
     unknown = sorted(set(config["run"]["models"]) - set(config["models"]))
     if unknown:
         raise ValueError(f"config: run.models names {unknown}, which are not under models")
-    unknown = sorted(set(listed + [section["reference"]]) - set(config["models"]))
+    unknown = sorted(set(listed + [section["reference"], *section.get("chain_models", ())]) - set(config["models"]))
     if unknown:
         raise ValueError(f"config: report names {unknown}, which are not under models")
     models = list(config["run"]["models"])
@@ -182,6 +190,7 @@ def spec_from_config(config: Mapping[str, Any], eval_path: str, predictions_path
         "alpha": section["alpha"],
         "tables": {name: list(section[name]) for name in TABLE_LISTS},
         "baselines": [m for m in section["baselines"] if m in models],
+        "chain": [m for m in section.get("chain_models", ()) if m in models],
         "paper": {d: config["datasets"][d]["folds"] for d in datasets},
     }
     if tested:
