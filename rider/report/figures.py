@@ -44,7 +44,9 @@ LATENT_WIDTHS: Final = (4.2, 4.6)  # the two heatmaps of the latent figure
 LATENT_HEIGHT: Final = 3.6
 CURVE_METRICS: Final = ((HEADLINE_ACC2, "Acc-2 (%)", 100.0), ("corr", "Corr", 1.0))
 ROUTING_COLORS: Final = {"π_U": "tab:orange", "π_R": "tab:blue", "π_S": "tab:green"}
-# The signal chain's links (rider.chain; RiderOutput's fields), top to bottom, with the y label of their row.
+# The signal chain's links (rider.chain; RiderOutput's fields), top to bottom, with the y label of their row. Every
+# row but the entropy's is drawn on [0, 1] (H_m from 0): on a zoomed axis a link that moves by 0.002 would look as
+# lively as one that moves by 0.2, and a flat link is what the figure must show.
 CHAIN_LINKS: Final = (("entropy", "H_m (Eq. 24)"), ("reliability", "r_m (Eq. 29)"),
                       ("consensus", "cons_score (Eq. 33)"), ("expert_prior", "Prior^exp (Eq. 36)"),
                       ("routing", "π⁽⁰⁾ (Eq. 39)"))
@@ -293,6 +295,10 @@ def figure_chain(chain: pd.DataFrame, routing: pd.DataFrame, spec: ReportSpec) -
                             color = MODALITY_COLORS.get(part) or ROUTING_COLORS.get(part) or "0.1"
                             label = {"": signal, **{m: m[0].upper() for m in MODALITY_COLORS}}.get(part, part)
                             _band(ax, curve, 1.0, color, label, width=1.6)
+                    if signal == "entropy":
+                        ax.set_ylim(bottom=0)
+                    else:
+                        ax.set_ylim(0, 1)
                     ax.set_title(f"{dataset} · {STRESSOR_TITLES[stressor]} · {model}", fontsize=7)
                     ax.tick_params(labelsize=7)
                     ax.grid(alpha=0.3)
