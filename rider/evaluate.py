@@ -67,6 +67,9 @@ def run_model(model: torch.nn.Module, kind: ModelKind, arrays: dict[str, np.ndar
             parts["routing"].append(out.routing.float().cpu())
             parts["experts"].append(out.expert_outputs.float().cpu())
         for field, kept in signals.items():
+            if not hasattr(out, field):
+                raise ValueError(f"model kind {kind.name} declares the signal {field!r}, but its output "
+                                 f"{type(out).__name__} has no such field ({', '.join(out._fields)})")
             kept.append(getattr(out, field).float().cpu())
     result = {"prediction": torch.cat(parts["prediction"]).numpy(),
               "signals": {field: torch.cat(kept).numpy() for field, kept in signals.items()}}
