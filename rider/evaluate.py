@@ -6,7 +6,14 @@ goes through the same code: its ``ModelKind`` says how an absent modality reache
 features as App. C.2 gives the baselines), which stressors measure something about it (``ModelKind.stressors``:
 a text-only model has no conflict or missingness to react to; those are listed under ``not_applicable`` with the
 reason), whether it reads the segments' words (passed with the stressors' marks, ``MASKED_WORD``, as the call
-option ``words``), and which extra outputs it has (routing weights, masked-view expert outputs for the DIR checks).
+option ``words``), and which extra outputs it has (routing weights, masked-view expert outputs for the DIR
+checks, the per-sample reliability signals of ``ModelKind.signals``).
+
+The signal chain (rider.chain): at every stressor and severity beside the routing means, each signal's mean and
+its AUROC for the inputs the plan corrupted there (against those left alone and the clean inputs); per stressor,
+the AUROC pooled over its severities (``separation``); on synthetic data whose cache holds the quality latent
+(``/test/latents/quality``), how each per-modality signal tracks it on the clean test split (``quality_tracking``).
+A kind without signals gets empty entries, by the same code.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from tqdm import tqdm
 
 from rider.atomic import write_json
 from rider.checkpoint import METADATA, WEIGHTS, load_checkpoint
+from rider.chain import quality_tracking, separation, signal_means
 from rider.data.cache import cache_dataset, read_words
 from rider.data.split import arrays_to_split, feature_scales, read_arrays
 from rider.device import resolve_device
@@ -31,7 +39,8 @@ from rider.metrics import METRIC_KEYS, nauc, regression_metrics
 from rider.model import EXPERTS, ModelKind, model_kind
 from rider.predictions import Predictions, write_predictions
 from rider.provenance import check_built_from, file_record, sha256_file
-from rider.stress import check_plan_cache, iter_severities, load_test_split, read_plan, zero_absent
+from rider.stress import (check_plan_cache, corrupted_modalities, iter_severities, load_test_split, read_plan,
+                          zero_absent)
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +50,14 @@ def run_model(model: torch.nn.Module, kind: ModelKind, arrays: dict[str, np.ndar
               scales: dict[str, np.ndarray] | None, device: torch.device, text_feature: str,
               batch_size: int, with_views: bool = False) -> dict[str, np.ndarray]:
     """Prediction (N,) of ``model`` on numpy inputs, with routing π (N, E) and expert outputs (V, N, E) for a
-    routed kind. An absent modality (``presence`` False) reaches the model the way its kind declares."""
+    routed kind, and ``signals``: each of the kind's reliability signals (N, ...) by field. An absent modality
+    (``presence`` False) reaches the model the way its kind declares."""
     if presence is not None and kind.absent == "zeros":
         arrays = zero_absent(arrays, presence)
     split = arrays_to_split(arrays, scales, device, text_feature)
     present = None if presence is None else torch.from_numpy(presence).to(device)
     parts: dict[str, list] = {"prediction": [], "routing": [], "experts": []}
+    signals: dict[str, list] = {signal.field: [] for signal in kind.signals}
     for start in range(0, len(split), batch_size):
         index = torch.arange(start, min(start + batch_size, len(split)), device=device)
         text, audio, vision, lengths, _ = split.batch(index)
@@ -56,7 +67,13 @@ def run_model(model: torch.nn.Module, kind: ModelKind, arrays: dict[str, np.ndar
         if kind.routed:
             parts["routing"].append(out.routing.float().cpu())
             parts["experts"].append(out.expert_outputs.float().cpu())
-    result = {"prediction": torch.cat(parts["prediction"]).numpy()}
+        for field, kept in signals.items():
+            if not hasattr(out, field):
+                raise ValueError(f"model kind {kind.name} declares the signal {field!r}, but its output "
+                                 f"{type(out).__name__} has no such field ({', '.join(out._fields)})")
+            kept.append(getattr(out, field).float().cpu())
+    result = {"prediction": torch.cat(parts["prediction"]).numpy(),
+              "signals": {field: torch.cat(kept).numpy() for field, kept in signals.items()}}
     if kind.routed:
         result.update(routing=torch.cat(parts["routing"]).numpy(), experts=torch.cat(parts["experts"], dim=1).numpy())
     return result
@@ -90,6 +107,7 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
         test["words"] = read_words(cache_path, "test")
     labels = test["labels"]
     experts = kind.expert_names(model_cfg)
+    modalities = kind.modalities
     dir_checks = kind.views and experts == EXPERTS  # App. C.4 needs the five U/R/S experts on the four views
 
     clean = run_model(model, kind, test, None, scales, torch_device, text_feature, batch_size, with_views=dir_checks)
@@ -109,31 +127,47 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
         "experts": list(experts),
         "clean": regression_metrics(clean["prediction"], labels),
         "clean_routing": clean["routing"].mean(axis=0).tolist() if kind.routed else [],
+        "clean_signals": signal_means(clean["signals"], kind.signals, modalities, experts),
         "stress": {},
         "nauc": {},
+        "separation": {},
     }
     if dir_checks:
         result["dir"] = dir_diagnostics(clean["experts"], clean["routing"], labels)
-    # Only a routed kind has experts to hold against the ground truth: the test split is read again for nothing else.
-    latents = read_arrays(cache_path, "test", text_feature).get("latents") if kind.routed else None
-    if latents is not None:
+    # Only a routed kind has experts, and only a kind with signals has something to hold against the ground truth:
+    # the test split is read again for nothing else.
+    wants_latents = kind.routed or bool(kind.signals)
+    latents = read_arrays(cache_path, "test", text_feature).get("latents") if wants_latents else None
+    if latents is not None and kind.routed:
         result["latent_correlation"] = latent_correlations(clean["experts"][0], latents, experts)
+    if latents is not None and "quality" in latents and kind.signals:  # older caches have no quality latent
+        result["quality_tracking"] = quality_tracking(clean["signals"], latents["quality"], kind.signals, modalities)
 
     stressors, skipped = kind.stressors(tuple(plan.grids))
     if skipped:
         result["not_applicable"] = skipped
     severities = list(iter_severities(plan, test, stressors))
     per_sample: dict[str, list[np.ndarray]] = {}
+    # rider.chain: the clean inputs are the untouched reference of every separation (nothing corrupted there).
+    clean_level = (clean["signals"], np.zeros((len(labels), 3), dtype=bool))
+    stressed_levels: dict[str, list] = {}
     for stressor, severity, stressed in tqdm(severities, desc="evaluate", unit="severity"):
         out = run_model(model, kind, stressed.arrays, stressed.presence, scales, torch_device, text_feature,
                         batch_size)
         per_sample.setdefault(stressor, []).append(out["prediction"])
+        level = (out["signals"], corrupted_modalities(plan, stressor, severity))  # (N, 3) T, A, V changed here
+        if severity > 0:  # a severity 0 is the clean inputs again: pooled once, through clean_level
+            stressed_levels.setdefault(stressor, []).append(level)
         result["stress"].setdefault(stressor, []).append({
             "severity": float(severity),
             "metrics": regression_metrics(out["prediction"], labels),
             "routing": out["routing"].mean(axis=0).tolist() if kind.routed else [],
             "present": stressed.presence.mean(axis=0).tolist(),
+            "signals": signal_means(out["signals"], kind.signals, modalities, experts),
+            "separation": separation([clean_level, level], kind.signals, modalities),
         })
+    for stressor, levels in stressed_levels.items():
+        result["separation"][stressor] = separation([clean_level, *levels], kind.signals, modalities)
     for stressor, points in result["stress"].items():
         severities = [point["severity"] for point in points]
         result["nauc"][stressor] = {key: nauc(severities, [p["metrics"][key] for p in points]) for key in METRIC_KEYS}

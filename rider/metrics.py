@@ -17,6 +17,9 @@ Rounding is numpy's ``np.round``, i.e. round half to even, as MMSA does: 0.5 -> 
 
 The headline Acc-2 and F1 of our tables are the ``non0`` variants (``HEADLINE``); tables say so.
 
+Beside them, ``auroc``: how well a per-sample score separates two groups (the reliability signals of
+``rider.chain`` against the inputs the stress plan corrupted).
+
 Nothing here prints or rounds a result: rounding belongs to the report.
 """
 
@@ -81,7 +84,7 @@ def regression_metrics(pred: npt.ArrayLike, label: npt.ArrayLike) -> dict[str, f
         "acc2_has0": acc2_has0,
         "f1_has0": f1_has0,
         "mae": float(np.mean(np.abs(p - y))),
-        "corr": _pearson(p, y),
+        "corr": pearson(p, y),
     }
 
 
@@ -130,6 +133,35 @@ def nauc_curves(severities: npt.ArrayLike, values: npt.ArrayLike) -> np.ndarray:
     return auc / (s[-1] - s[0])  # Eq. 54: normalise by the severity range
 
 
+def auroc(score: npt.ArrayLike, positive: npt.ArrayLike) -> float:
+    """Area under the ROC curve of ``score`` for telling ``positive`` samples from the others: the probability that a
+    random positive scores higher than a random negative, a tie counting one half (the Mann-Whitney U statistic
+    divided by n_pos * n_neg). 1: every positive above every negative; 0.5: no separation (or a constant score);
+    0: every positive below.
+
+    Args:
+        score: finite per-sample scores, 1-D.
+        positive: bool per sample, same length.
+
+    Returns:
+        The AUROC, or NaN when either group is empty (nothing to separate).
+
+    Raises:
+        ValueError: inputs that are not 1-D, differ in length, or scores that are not finite.
+    """
+    s = _as_vector(score, "score") if np.size(score) else np.zeros(0)
+    pos = np.asarray(positive, dtype=bool)
+    if pos.shape != s.shape:
+        raise ValueError(f"score has shape {s.shape} but positive has {pos.shape}")
+    n_pos = int(pos.sum())
+    n_neg = pos.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = stats.rankdata(s)  # average ranks: a tie between a positive and a negative counts one half
+    u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0  # Mann-Whitney U of the positives
+    return float(u / (n_pos * n_neg))
+
+
 def _as_vector(x: npt.ArrayLike, name: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 1:
@@ -156,7 +188,15 @@ def _binary_scores(pred_pos: np.ndarray, label_pos: np.ndarray) -> tuple[float, 
     return acc, f1
 
 
-def _pearson(p: np.ndarray, y: np.ndarray) -> float:
+def pearson(p: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r of two equal-length vectors; NaN where it is undefined (fewer than 2 samples, a constant)."""
     if p.size < 2 or np.ptp(p) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(stats.pearsonr(p, y).statistic)
+
+
+def spearman(p: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (Pearson's r of the average ranks); NaN where ``pearson`` is."""
+    if p.size < 2 or np.ptp(p) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return pearson(stats.rankdata(p), stats.rankdata(y))

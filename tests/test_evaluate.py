@@ -1,13 +1,17 @@
 """Evaluation of a trained model under the shared stress plan."""
 
 import json
+import math
+import shutil
 
+import h5py
 import numpy as np
 import pytest
 
 from rider.evaluate import evaluate
 from rider.metrics import METRIC_KEYS, regression_metrics
 from rider.predictions import read_predictions
+from rider.model.registry import RIDER_MOE
 from rider.stress import DEFAULT_GRIDS, build_plan
 from rider.train.trainer import RunSpec, train
 
@@ -55,6 +59,50 @@ def test_every_stressor_and_severity(small_dataset, plan, tmp_path):
     for key in ("delta_u_avg", "var_r", "off_s", "corr_syn_residual"):
         assert np.isfinite(result["dir"][key])
     assert set(result["latent_correlation"]) == {"U_T", "U_A", "U_V", "R", "S"}
+    check_signal_chain(result)
+
+
+def check_signal_chain(result):
+    """The chain's fields in eval.json: every signal's mean at every point, the AUROCs where the plan corrupted."""
+    fields = {signal.field for signal in RIDER_MOE.signals}
+    directed = fields - {"expert_prior"}
+    assert set(result["clean_signals"]) == fields
+    assert set(result["clean_signals"]["expert_prior"]) == {"U_T", "U_A", "U_V", "R", "S"}
+    assert sum(result["clean_signals"]["reliability"].values()) == pytest.approx(1.0, abs=1e-5)  # Eq. 29
+    for stressor, points in result["stress"].items():
+        assert points[0]["signals"]["consensus"] == pytest.approx(result["clean_signals"]["consensus"])
+        assert all(math.isnan(v) for v in points[0]["separation"]["reliability"].values())  # nothing corrupted at 0
+        for point in points[1:]:
+            assert set(point["signals"]) == fields and set(point["separation"]) == directed
+            assert 0 <= point["separation"]["consensus"] <= 1
+        pooled = result["separation"][stressor]
+        assert set(pooled) == directed
+    # Missingness drops audio and vision somewhere; conflict never swaps text, so there is nothing to separate.
+    assert all(0 <= v <= 1 for v in result["separation"]["missing"]["reliability"].values())
+    assert math.isnan(result["separation"]["conflict"]["reliability"]["text"])
+    assert 0 <= result["separation"]["conflict"]["reliability"]["audio"] <= 1
+
+
+def test_quality_latent_is_tracked_when_the_cache_has_it(small_dataset, tmp_path):
+    cache = tmp_path / "cache.h5"
+    shutil.copy(small_dataset["cache"], cache)
+    with h5py.File(cache, "a") as f:  # an older cache given the generator's quality latent, columns T, A, V
+        n = f["test/labels"].shape[0]
+        quality = np.ones((n, 3), dtype=np.float32)
+        quality[: n // 3, 1] = 0.3  # a third of the segments with degraded audio
+        f["test/latents/quality"] = quality
+    folder = tmp_path / "run"
+    run = {"model": TINY_RUN["model"], "train": {**TINY_RUN["train"], "epochs": 1}}
+    train(RunSpec.from_dict(run), cache, folder, seed=1, threads=2)
+    plan = build_plan(cache, tmp_path / "plan.h5", grids={"missing": [0.0, 0.5]}, seed=0)
+    result = evaluate(folder, cache, plan, tmp_path / "eval.json", threads=2)
+    tracked = result["quality_tracking"]
+    assert set(tracked) == {"entropy", "relative_reliability", "importance", "reliability"}
+    assert set(tracked["reliability"]) == {"pearson", "spearman", "auroc"}
+    assert 0 <= tracked["reliability"]["auroc"]["audio"] <= 1
+    assert -1 <= tracked["reliability"]["pearson"]["audio"] <= 1
+    assert math.isnan(tracked["reliability"]["auroc"]["text"])  # no degraded text
+    assert math.isnan(tracked["reliability"]["pearson"]["vision"])  # q_V constant
 
 
 def test_single_expert_has_no_dir_checks(small_dataset, plan, tmp_path):
@@ -63,6 +111,8 @@ def test_single_expert_has_no_dir_checks(small_dataset, plan, tmp_path):
     assert "dir" not in result and result["experts"] == ["single"]
     assert set(result["latent_correlation"]) == {"single"}
     assert all(len(p["routing"]) == 1 for p in result["stress"]["noise"])
+    assert "quality_tracking" not in result  # the test cache has no quality latent
+    assert set(result["clean_signals"]["expert_prior"]) == {"single"}
 
 
 def test_variant_trained_without_masked_views_still_gets_dir_checks(small_dataset, plan, tmp_path):

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from rider.report import figures
-from rider.report.aggregate import curve_frame, latent_frame, load_evaluations, routing_frame, scalar_frame
+from rider.report.aggregate import (chain_frame, curve_frame, latent_frame, load_evaluations, routing_frame,
+                                    scalar_frame)
 from rider.report.build import write_figures
 from rider.report.figures import DPI, size_inches
 from rider.report.spec import RunRef
@@ -42,6 +43,29 @@ def test_figures_grow_with_the_datasets(tmp_path):
         assert len([ax for ax in figure.axes if ax.get_label() != "<colorbar>"]) == panels[name], name
     assert size_inches("figure3_severity", 2) == pytest.approx((20.6, 5.3))  # 6 columns of panels
     assert size_inches("figure4_routing", 2) == pytest.approx((11.6, 5.3))  # 2 rows
+
+
+def test_chain_figure_draws_a_block_of_links_per_variant_and_sums_the_prior_like_pi(tmp_path):
+    import dataclasses
+
+    runs = write_runs(tmp_path / "runs")
+    spec = dataclasses.replace(make_spec(runs), chain=("no_dir", "not_evaluated"))
+    assert spec.chain_models == ("rider_moe", "no_dir")
+    evaluations = load_evaluations(spec.runs)
+    chain = chain_frame(evaluations)
+    assert set(chain["model"]) == {"rider_moe", "no_dir"}  # the hand-made single expert has no signals
+    point = chain[(chain["model"] == "rider_moe") & (chain["seed"] == 0) & (chain["stressor"] == "noise")
+                  & (chain["severity"] == 0.5) & (chain["signal"] == "reliability") & (chain["part"] == "text")]
+    assert point["value"].tolist() == [pytest.approx(0.35)]  # r_T = .4 - .1 s at s = .5
+    figure = figures.figure_chain(chain, routing_frame(evaluations), spec)
+    assert tuple(figure.get_size_inches()) == pytest.approx(size_inches("figure_chain", 1, 2))
+    assert len(figure.axes) == 2 * 5 * 3  # two variants x five links, three stressors
+    prior = figure.axes[3 * 3]  # the reference's Prior^exp row, noise
+    lines = {line.get_label(): line.get_ydata() for line in prior.get_lines()}
+    assert set(lines) == {"π_U", "π_R", "π_S"}
+    assert lines["π_U"] == pytest.approx([0.67] * 3)  # .26 + .25 + .16 at every severity
+    entropy = {line.get_label() for line in figure.axes[0].get_lines()}
+    assert entropy == {"T", "A", "V"}
 
 
 @pytest.mark.parametrize("name", ["figure_nine"])

@@ -83,14 +83,15 @@ def test_minimal_config_reports_rider_moe():
     config = validate_config({"datasets": {"toy": {"source": "synthetic"}}}, SCHEMA)
     assert config["report"] == {"reference": "rider_moe", "alpha": 0.05, "significance_test": "bootstrap",
                                 "bootstrap_resamples": 1000, "bootstrap_seed": 0, "sweeps": "reduced",
-                                "baselines": [], "ablations": [], "prior_sweep": [], "dir_sweep": [],
-                                "routing": [], "remedies": []}
+                                "baselines": [], "routing_models": [], "chain_models": [], "ablations": [],
+                                "prior_sweep": [], "dir_sweep": [], "remedies": []}
     assert report_models(config) == ["rider_moe"]
 
 
 @pytest.mark.parametrize("report, message", [
     ({"ablations": ["rider_moe", "no_piror"]}, r"report names \['no_piror'\], which are not under models"),
     ({"reference": "no_dir"}, r"report names \['no_dir'\]"),
+    ({"chain_models": ["remedy_al"]}, r"report names \['remedy_al'\]"),
 ])
 def test_unknown_names_are_refused(report, message):
     config = validate_config({"datasets": {"toy": {"source": "synthetic"}}, "report": report}, SCHEMA)

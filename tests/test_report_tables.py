@@ -167,3 +167,18 @@ def test_write_tables_writes_every_table_from_the_measured_files(built, tmp_path
     (tmp_path / "parameters.json").write_text('[{"kind": ')  # truncated
     with pytest.raises(ValueError, match="parameters.json: not a valid parameter-count file"):
         write_tables(spec, PUBLISHED, COST, tmp_path / "out")
+
+
+def test_chain_table_averages_over_modalities_where_defined_and_skips_kinds_without_signals(built):
+    spec, summary, _, _ = built
+    table = tab.chain_table(summary, spec)
+    assert [c.name for c in table.columns][:3] == ["missing_r", "missing_h", "noise_r"]
+    assert rows(table) == [("run", "rider_moe"), ("run", "no_dir")]  # single_expert has no signals here
+    cells = table.rows[0].cells
+    assert cells["missing_r"].mean == pytest.approx(0.8)  # (.9 + .7 + .8) / 3
+    assert cells["conflict_r"].mean == pytest.approx(0.6)  # text is never swapped: (.5 + .7) / 2
+    assert cells["conflict_cons"].mean == pytest.approx(0.61) and cells["conflict_cons"].n == 3  # .60, .61, .62
+    assert cells["quality_auroc"].mean == pytest.approx(0.75)  # (.7 + .8) / 2, vision NaN
+    assert cells["latent_diagonal"].mean == pytest.approx(0.8)  # .9 on the intended pairs, .1 off them
+    assert tab.cell_text(cells["conflict_cons"], table.columns[4]) == "0.610 ± 0.010"
+    assert any("AUROC" in note for note in table.notes)

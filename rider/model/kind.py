@@ -22,6 +22,10 @@ A kind declares
   MMA inside a language model); the trainer and evaluator then read ``/<split>/words`` from the cache (B, L strings,
   '' for padding) and pass each batch's rows as the call option ``words``; a word the stress plan zeroed arrives as
   ``rider.data.cache.MASKED_WORD``;
+- ``signals``: the per-sample reliability signals its output carries (``Signal``: the output field, its axis, and
+  which way the paper says it moves on a corrupted input); the evaluator averages them and measures how well they
+  separate the inputs the stress plan corrupted (rider.chain). RIDER-MoE: H_m, Rel_m, Imp_m, r_m, r̄, cons_score
+  and Prior^exp; a kind without reliability signals: none;
 - ``paper``: its configuration at the published sizes, by paper dataset (Table 6, the faithfulness counts);
   ``title`` and ``note``: its name and what a table's reader must know about it here (the evaluation records both).
 
@@ -48,6 +52,29 @@ from rider.model.stages import TrainingStage, single_stage
 
 ABSENT_MODES = ("presence", "zeros")
 MODALITY_NAMES = ("text", "audio", "vision")
+SIGNAL_AXES = ("sample", "modality", "expert")  # the axis beyond the batch: (B,), (B, M) or (B, E)
+SIGNAL_MOVES = ("falls", "rises", None)  # on a corrupted input, as the paper says; None: no direction claimed
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One per-sample reliability signal of a kind's output.
+
+    ``field``: the output's field, a tensor (B,), (B, M) over the kind's ``modalities`` in their order, or (B, E)
+    over its experts, as ``axis`` says. ``corrupted``: how the paper says the signal moves when an input is
+    corrupted ("falls": reliability, consensus; "rises": entropy); a signal without a direction (the expert prior,
+    whose shift between experts is what the routing figure shows) is averaged but not scored as a separator.
+    """
+
+    field: str
+    axis: str
+    corrupted: str | None = None
+
+    def __post_init__(self):
+        if self.axis not in SIGNAL_AXES:
+            raise ValueError(f"signal {self.field}: axis = {self.axis!r}, expected one of {SIGNAL_AXES}")
+        if self.corrupted not in SIGNAL_MOVES:
+            raise ValueError(f"signal {self.field}: corrupted = {self.corrupted!r}, expected one of {SIGNAL_MOVES}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +90,7 @@ class ModelKind:
     views: bool = False
     shared_sections: tuple[str, ...] = ()
     words: Callable[[Any], bool] | None = None  # config -> reads the segments' words (call option ``words``)
+    signals: tuple[Signal, ...] = ()  # its per-sample reliability signals (none for a kind without them)
     # The authors' published sizes by paper dataset ("mosi", "mosei"): Table 6's counts and the faithfulness check.
     paper: Mapping[str, Any] = field(default_factory=dict)
     # (config, loss) -> the optimisation stages of an epoch; None: one stage on loss.coefficients().
@@ -76,6 +104,8 @@ class ModelKind:
         unknown = sorted(set(self.modalities) - set(MODALITY_NAMES))
         if unknown or not self.modalities:
             raise ValueError(f"model kind {self.name}: modalities {self.modalities}; expected some of {MODALITY_NAMES}")
+        if any(signal.axis == "expert" for signal in self.signals) and self.experts is None:
+            raise ValueError(f"model kind {self.name}: a signal over experts, but the kind declares no experts")
 
     @property
     def routed(self) -> bool:

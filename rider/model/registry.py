@@ -9,7 +9,7 @@ from __future__ import annotations
 from rider.model.config import LossWeights, ModelConfig, paper_config
 from rider.model.emoe import KIND as EMOE
 from rider.model.experts import EXPERTS
-from rider.model.kind import ModelKind
+from rider.model.kind import ModelKind, Signal
 from rider.model.lmf import KIND as LMF
 from rider.model.losses import rider_objective
 from rider.model.misa import KIND as MISA
@@ -23,11 +23,21 @@ from rider.model.t_hne import KIND as T_HNE
 from rider.model.text_only import TextOnlyModel
 from rider.model.tfn import KIND as TFN
 
+# What RIDER-MoE's router says about each sample (§3.2), and how the paper says it moves on a corrupted input.
+RIDER_SIGNALS = (
+    Signal("entropy", "modality", "rises"),  # H_m, Eq. 24: a corrupted modality's probe grows uncertain
+    Signal("relative_reliability", "modality", "falls"),  # Rel_m, Eq. 25
+    Signal("importance", "modality", "falls"),  # Imp_m, Eq. 27
+    Signal("reliability", "modality", "falls"),  # r_m, Eq. 29
+    Signal("mean_reliability", "sample", "falls"),  # r̄, Eq. 29 (≡ 1/M while r sums to 1)
+    Signal("consensus", "sample", "falls"),  # cons_score, Eq. 33: the probes disagree
+    Signal("expert_prior", "expert"),  # Prior^exp, Eq. 36: which expert gains is Figure 4's question
+)
 RIDER_MOE = ModelKind(
     name="rider_moe", config=ModelConfig, loss=LossWeights, build=RiderMoE, objective=rider_objective,
     absent="presence",  # App. C.2: h_m <- MASK_m
     experts=lambda cfg: ("single",) if cfg.single_expert else EXPERTS, views=True,
-    shared_sections=("model", "loss"),
+    shared_sections=("model", "loss"), signals=RIDER_SIGNALS,
     paper={dataset: paper_config(dataset)[0] for dataset in ("mosi", "mosei")}, title="RIDER-MoE",
 )
 TEXT_ONLY = ModelKind(

@@ -38,6 +38,7 @@ class RiderOutput(NamedTuple):
     importance: torch.Tensor  # Imp_m, (B, M)
     expert_prior: torch.Tensor  # Prior^exp, (B, E)
     fused_tokens: torch.Tensor  # z^(p) as token sets, (V, B, M, D)
+    relative_reliability: torch.Tensor  # Rel_m, Eq. 25, (B, M); a_m with absolute reliability
 
 
 def build_views(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -115,4 +116,5 @@ class RiderMoE(nn.Module):
         return RiderOutput(
             prediction, y, route.routing, route.probe_logits, route.reliability, route.mean_reliability,
             route.consensus, route.entropy, route.importance, route.expert_prior, tokens,
+            route.relative_reliability,
         )

@@ -82,6 +82,7 @@ class RunningStandardize(nn.Module):
 class RouterOutput(NamedTuple):
     probe_logits: torch.Tensor  # (B, M, K)
     entropy: torch.Tensor  # (B, M)
+    relative_reliability: torch.Tensor  # Rel_m, (B, M); a_m = 1 - H_m / log K with absolute reliability
     importance: torch.Tensor  # (B, M)
     reliability: torch.Tensor  # r, (B, M)
     mean_reliability: torch.Tensor  # r_bar, (B,)
@@ -121,13 +122,14 @@ class ReliabilityRouter(nn.Module):
         p = torch.softmax(logits, dim=-1)  # Eq. 22: p_m, (B, M, K)
         H = entropy(p, self.eps)  # Eq. 24: (B, M)
         imp = torch.softmax(self.importance(z0), dim=-1)  # Eqs. 26-27: (B, M)
-        if self.absolute:
-            r, r_bar = blend_absolute(absolute_reliability(H, p.shape[-1]), imp, self.alpha)  # (B, M), (B,)
+        if self.absolute:  # a_m takes Rel_m's place
+            rel = absolute_reliability(H, p.shape[-1])  # (B, M)
+            r, r_bar = blend_absolute(rel, imp, self.alpha)  # (B, M), (B,)
         else:
-            r, r_bar = blend_reliability(relative_reliability(H), imp, self.alpha)  # Eqs. 25, 28-29
-
+            rel = relative_reliability(H)  # Eq. 25: (B, M)
+            r, r_bar = blend_reliability(rel, imp, self.alpha)  # Eqs. 28-29: (B, M), (B,)
         cons = consensus_score(p, self.gamma, self.eps)  # Eqs. 30-33: (B,)
         f = torch.cat([r, cons[:, None]], dim=-1) if self.use_consensus else r  # Eq. 34: (B, M+1) or (B, M)
         prior = torch.softmax(self.prior(self.prior_norm(f)), dim=-1)  # Eqs. 35-36: Prior^exp, (B, E)
         pi = inject_prior(self.base(z0), prior, self.prior_strength, self.eps)  # Eqs. 37-39: (B, E)
-        return RouterOutput(logits, H, imp, r, r_bar, cons, prior, pi)
+        return RouterOutput(logits, H, rel, imp, r, r_bar, cons, prior, pi)

@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rider.chain import latent_diagonality
 from rider.metrics import METRIC_KEYS, nauc
 from rider.provenance import ProvenanceError
 from rider.readers import read_json
-from rider.report.layout import DIAGNOSTICS
+from rider.report.layout import DIAGNOSTICS, INTENDED_LATENT
 from rider.report.spec import RunRef
 
 KEYS = ["dataset", "model", "seed"]
@@ -71,7 +72,8 @@ def scalar_frame(evaluations: Mapping[RunRef, Mapping]) -> pd.DataFrame:
     """One number per (dataset, model, seed, quantity): columns dataset, model, seed, quantity, value.
 
     quantities: every clean metric (``acc2_non0``), the nAUC of every metric per stressor (``noise.corr``),
-    the DIR diagnostics (``dir.var_r``; models with masked views only) and ``parameters``.
+    the DIR diagnostics (``dir.var_r``; models with masked views only), ``parameters``, and the signal chain where
+    the evaluation has it (``chain_scalars``).
     """
     records = []
     for run, result in evaluations.items():
@@ -88,7 +90,52 @@ def scalar_frame(evaluations: Mapping[RunRef, Mapping]) -> pd.DataFrame:
                 records.append({**base, "quantity": f"dir.{key}", "value": float(result["dir"][key])})
         if "parameters" in result:
             records.append({**base, "quantity": "parameters", "value": float(result["parameters"])})
+        records.extend({**base, "quantity": quantity, "value": value}
+                       for quantity, value in chain_scalars(result).items())
     return pd.DataFrame.from_records(records, columns=[*KEYS, "quantity", "value"])
+
+
+def over_axis(value) -> float:
+    """A chain statistic as one number: itself, or the mean over its modalities where defined (NaN if none is)."""
+    if not isinstance(value, Mapping):
+        return float(value)
+    values = np.array([float(v) for v in value.values()], dtype=np.float64)
+    return float(values[np.isfinite(values)].mean()) if np.isfinite(values).any() else float("nan")
+
+
+def chain_scalars(result: Mapping) -> dict[str, float]:
+    """The signal chain of one evaluation (rider.chain) as numbers, a per-modality statistic averaged over the
+    modalities where it is defined (text under conflict is not):
+
+    - ``separation.<stressor>.<signal>``: the AUROC pooled over the stressor's severities;
+    - ``quality.<signal>.<pearson|spearman|auroc>``: tracking of the quality latent on the clean test split;
+    - ``latent.diagonal``: ``rider.chain.latent_diagonality`` of the expert × latent correlations (five experts).
+    """
+    out = {}
+    for stressor, signals in result.get("separation", {}).items():
+        for signal, value in signals.items():
+            out[f"separation.{stressor}.{signal}"] = over_axis(value)
+    for signal, stats in result.get("quality_tracking", {}).items():
+        for stat, value in stats.items():
+            out[f"quality.{signal}.{stat}"] = over_axis(value)
+    if set(INTENDED_LATENT) <= set(result.get("latent_correlation", {})):
+        out["latent.diagonal"] = latent_diagonality(result["latent_correlation"], INTENDED_LATENT)
+    return out
+
+
+def chain_frame(evaluations: Mapping[RunRef, Mapping]) -> pd.DataFrame:
+    """Each signal's mean at every severity (rider.chain): columns dataset, model, seed, stressor, severity, signal,
+    part (the modality or expert; "" for a per-sample signal), value. Evaluations without signals add no rows."""
+    records = []
+    for run, result in evaluations.items():
+        for stressor, points in result["stress"].items():
+            for point in points:
+                for signal, value in point.get("signals", {}).items():
+                    parts = value.items() if isinstance(value, Mapping) else (("", value),)
+                    records.extend({"dataset": run.dataset, "model": run.model, "seed": run.seed,
+                                    "stressor": stressor, "severity": float(point["severity"]), "signal": signal,
+                                    "part": part, "value": float(v)} for part, v in parts)
+    return pd.DataFrame.from_records(records, columns=[*KEYS, "stressor", "severity", "signal", "part", "value"])
 
 
 def curve_frame(evaluations: Mapping[RunRef, Mapping]) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""The report's two jobs, from files to files: tables (Tables 1-6 and the Appendix D overhead) and figures.
+"""The report's two jobs, from files to files: tables (Tables 1-6, the Appendix D overhead and the signal chain)
+and figures.
 
 Each reads what the workflow hands it (a ``ReportSpec`` naming the eval.json of every run, the published-number
 files, the App. D timings and the counts at the published sizes, which stages of their own measured) and writes
@@ -16,8 +17,8 @@ from rider.predictions import read_predictions
 from rider.readers import read_json
 from rider.report import figures as fig
 from rider.report import tables as tab
-from rider.report.aggregate import (curve_frame, latent_frame, load_evaluations, routing_frame, scalar_frame,
-                                    summarize)
+from rider.report.aggregate import (chain_frame, curve_frame, latent_frame, load_evaluations, routing_frame,
+                                    scalar_frame, summarize)
 from rider.report.bootstrap import bootstrap_p_values
 from rider.report.layout import OVERHEAD_TABLE, OVERHEAD_TITLE
 from rider.report.paper import load_published, load_published_cost
@@ -44,6 +45,7 @@ def build_tables(spec: ReportSpec, published_path: str | os.PathLike, cost_path:
         *(tab.variant_table(name, summary, spec, published) for name in tab.VARIANT_TABLES),
         tab.parameter_table(summary, spec, cost, paper_sizes),
         tab.overhead_table(measured, cost, OVERHEAD_TITLE, OVERHEAD_TABLE),
+        tab.chain_table(summary, spec),
     ]
 
 
@@ -64,12 +66,13 @@ def write_tables(spec: ReportSpec, published_path: str | os.PathLike, cost_path:
 
 
 def write_figures(spec: ReportSpec, out_dir: str | os.PathLike) -> list[Path]:
-    """Figures 3-5 and the latent figure of the runs ``spec`` names, as PNG and PDF."""
+    """Figures 3-5, the latent figure and the signal-chain figure of the runs ``spec`` names, as PNG and PDF."""
     evaluations = load_evaluations(spec.runs)
     built = {
         "figure3_severity": fig.figure3(curve_frame(evaluations), spec),
         "figure4_routing": fig.figure4(routing_frame(evaluations), spec),
         "figure5_dir": fig.figure5(scalar_frame(evaluations), spec),
         "figure_latents": fig.figure_latents(latent_frame(evaluations), spec),
+        "figure_chain": fig.figure_chain(chain_frame(evaluations), routing_frame(evaluations), spec),
     }
     return [path for name, figure in built.items() for path in fig.save_figure(figure, out_dir, name)]

@@ -7,6 +7,9 @@
   against severity, one row per dataset.
 - Figure 5: the four DIR diagnostics (App. C.4) across the ablation variants: bar = mean, whisker = std, dots =
   the seeds.
+- Signal chain: the reference's (and ``spec.chain``'s) mean H_m, r_m, cons_score, Prior^exp and π against severity,
+  one row of panels per link and variant, one column per dataset × stressor: where the chain of §3.2 carries a
+  corruption to the routing and where it stops.
 - Latents: Pearson correlation of each expert's clean output with each synthetic ground-truth latent (reference
   variant), and of each expert with its intended latent across variants (U_m ~ u_m, R ~ r, S ~ s).
 
@@ -41,6 +44,13 @@ LATENT_WIDTHS: Final = (4.2, 4.6)  # the two heatmaps of the latent figure
 LATENT_HEIGHT: Final = 3.6
 CURVE_METRICS: Final = ((HEADLINE_ACC2, "Acc-2 (%)", 100.0), ("corr", "Corr", 1.0))
 ROUTING_COLORS: Final = {"π_U": "tab:orange", "π_R": "tab:blue", "π_S": "tab:green"}
+# The signal chain's links (rider.chain; RiderOutput's fields), top to bottom, with the y label of their row. Every
+# row but the entropy's is drawn on [0, 1] (H_m from 0): on a zoomed axis a link that moves by 0.002 would look as
+# lively as one that moves by 0.2, and a flat link is what the figure must show.
+CHAIN_LINKS: Final = (("entropy", "H_m (Eq. 24)"), ("reliability", "r_m (Eq. 29)"),
+                      ("consensus", "cons_score (Eq. 33)"), ("expert_prior", "Prior^exp (Eq. 36)"),
+                      ("routing", "π⁽⁰⁾ (Eq. 39)"))
+MODALITY_COLORS: Final = {"text": "tab:red", "audio": "tab:purple", "vision": "tab:cyan"}
 
 
 def size_inches(name: str, n_datasets: int, n_groups: int = 1) -> tuple[float, float]:
@@ -56,6 +66,9 @@ def size_inches(name: str, n_datasets: int, n_groups: int = 1) -> tuple[float, f
         return DIR_PANEL[0] * len(DIAGNOSTICS), DIR_PANEL[1] * rows + TITLE_HEIGHT
     if name == "figure_latents":
         return sum(LATENT_WIDTHS), LATENT_HEIGHT * rows + TITLE_HEIGHT
+    if name == "figure_chain":  # n_groups: the variants drawn, each a block of one row per link
+        return (PANEL[0] * len(STRESSORS) * rows + LEGEND_WIDTH,
+                PANEL[1] * len(CHAIN_LINKS) * n_groups + TITLE_HEIGHT)
     raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
 
 
@@ -240,6 +253,59 @@ def figure_latents(latents: pd.DataFrame, spec: ReportSpec) -> Figure:
             _empty(right, "no five-expert variant with latent correlations")
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="Pearson r")
+    return fig
+
+
+def _expert_groups(parts: Sequence[str]) -> dict[str, list[str]]:
+    """Figure 4's grouping of experts (π_U = the sum over U_T, U_A, U_V) where the five are there; else each."""
+    if {"R", "S"} <= set(parts):
+        return {"π_U": [p for p in parts if p.startswith("U_")], "π_R": ["R"], "π_S": ["S"]}
+    return {p: [p] for p in parts}
+
+
+def figure_chain(chain: pd.DataFrame, routing: pd.DataFrame, spec: ReportSpec) -> Figure:
+    """Mean H_m, r_m, cons_score, Prior^exp and π against severity for the reference and ``spec.chain``'s variants:
+    rows = variant × link, columns = dataset × stressor; line = mean over seeds, band = ± one std."""
+    datasets, models = spec.datasets, spec.chain_models
+    fig = _figure("figure_chain", len(datasets), len(models))
+    axes = fig.subplots(len(CHAIN_LINKS) * len(models), len(STRESSORS) * len(datasets), squeeze=False)
+    per_seed = chain.copy()
+    prior = per_seed["signal"] == "expert_prior"  # the prior's experts summed like π's (Figure 4)
+    grouped = []
+    for key, part in per_seed[prior].groupby(["dataset", "model", "seed", "stressor", "severity"], sort=False):
+        for group, members in _expert_groups(list(part["part"])).items():
+            grouped.append(dict(zip(["dataset", "model", "seed", "stressor", "severity"], key), signal="expert_prior",
+                                part=group, value=part.loc[part["part"].isin(members), "value"].sum()))
+    pi = routing.rename(columns={"group": "part"}).assign(signal="routing")
+    frame = pd.concat([per_seed[~prior], pd.DataFrame(grouped, columns=per_seed.columns), pi[per_seed.columns]],
+                      ignore_index=True)
+    summary = over_seeds(frame, ["dataset", "model", "stressor", "signal", "part", "severity"])
+    found = {key: part for key, part in summary.groupby(["dataset", "model", "stressor", "signal"], sort=False)}
+    for g, model in enumerate(models):
+        for d, dataset in enumerate(datasets):
+            for s, stressor in enumerate(STRESSORS):
+                for r, (signal, ylabel) in enumerate(CHAIN_LINKS):
+                    ax = axes[g * len(CHAIN_LINKS) + r, d * len(STRESSORS) + s]
+                    here = found.get((dataset, model, stressor, signal))
+                    if here is None:
+                        _empty(ax, f"{model}: no {signal} under {stressor}")
+                    else:
+                        for part, curve in here.groupby("part", sort=False):
+                            color = MODALITY_COLORS.get(part) or ROUTING_COLORS.get(part) or "0.1"
+                            label = {"": signal, **{m: m[0].upper() for m in MODALITY_COLORS}}.get(part, part)
+                            _band(ax, curve, 1.0, color, label, width=1.6)
+                    if signal == "entropy":
+                        ax.set_ylim(bottom=0)
+                    else:
+                        ax.set_ylim(0, 1)
+                    ax.set_title(f"{dataset} · {STRESSOR_TITLES[stressor]} · {model}", fontsize=7)
+                    ax.tick_params(labelsize=7)
+                    ax.grid(alpha=0.3)
+                    if d == 0 and s == 0:
+                        ax.set_ylabel(ylabel, fontsize=8)
+                    if r == len(CHAIN_LINKS) - 1:
+                        ax.set_xlabel("severity", fontsize=8)
+    _legend(fig, axes)
     return fig
 
 

@@ -29,6 +29,7 @@ TABLES: Final = {
     "table5_dir_sweep": "Table 5: DIR weight sweep and component controls",
     "table_remedies": "Remedies for a router that does not react: clean metrics and nAUC",
     "table6_parameters": "Table 6: parameters and parameter memory",
+    "table_chain": "Signal chain: how the router's signals separate corrupted inputs and track quality",
 }
 OVERHEAD_TABLE: Final = "overhead"  # App. D, measured on this run by its own rule
 OVERHEAD_TITLE: Final = "Appendix D: training overhead of the four views, measured on this run"
@@ -40,5 +41,6 @@ FIGURES: Final = {
     "figure4_routing": "Figure 4: mean routing weights against severity",
     "figure5_dir": "Figure 5: DIR diagnostics across the ablation variants",
     "figure_latents": "Expert outputs against the synthetic ground-truth latents",
+    "figure_chain": "The router's signal chain against severity: H_m, r_m, cons_score, Prior^exp, π",
 }
 FIGURE_FORMATS: Final = ("png", "pdf")

@@ -10,6 +10,7 @@ The workflow builds this from its validated config with ``spec_from_config`` (re
      "significance": {"test": "bootstrap", "resamples": 1000, "seed": 0},   # or {"test": "t_test"}
      "tables": {"ablations": [...], "prior_sweep": [...], "dir_sweep": [...]},   # Tables 3, 4, 5
      "baselines": ["tfn", ...],                                    # Figure 3 draws them apart from the ablations
+     "chain": ["remedy_all"],                                      # the signal-chain figure beside the reference
      "paper": {"synth_mosi": "mosi"},                              # whose published numbers sit beside a dataset
      "overhead": {"synth_mosi": "results/synth_mosi/overhead.json"},   # App. D timings (rider overhead)
      "parameters": "results/parameters.json"}                      # counts at the published sizes (rider count)
@@ -69,6 +70,7 @@ class ReportSpec:
     paper: Mapping[str, str | None] = field(default_factory=dict)  # dataset -> "mosi" / "mosei" / None
     baselines: tuple[str, ...] = ()  # variants of other model kinds: Figure 3's baseline panels
     routing: tuple[str, ...] = ()  # Figure 4's rows, in order; () = the reference alone
+    chain: tuple[str, ...] = ()  # variants the signal-chain figure draws beside the reference
     overhead: Mapping[str, Path] = field(default_factory=dict)  # dataset -> App. D timing JSON (rider overhead)
     parameters: Path | None = None  # counts at the published sizes (rider count)
 
@@ -104,6 +106,11 @@ class ReportSpec:
         """Figure 4's rows: the evaluated variants of ``routing``, else the reference."""
         return tuple(m for m in self.routing if m in self.models) or (self.reference,)
 
+    @property
+    def chain_models(self) -> tuple[str, ...]:
+        """The signal-chain figure's variants: the reference, then those of ``chain`` that were evaluated."""
+        return (self.reference, *(m for m in dict.fromkeys(self.chain) if m in self.models and m != self.reference))
+
     def rows(self, table: str) -> tuple[str, ...]:
         """The variants of a table list that were evaluated, in the list's order."""
         return tuple(model for model in self.tables.get(table, ()) if model in self.models)
@@ -111,7 +118,7 @@ class ReportSpec:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ReportSpec":
         allowed = {"runs", "models", "reference", "alpha", "significance", "tables", "paper", "baselines", "routing",
-                   "overhead", "parameters"}
+                   "chain", "overhead", "parameters"}
         unknown = sorted(set(values) - allowed)
         if unknown:
             raise ValueError(f"report spec: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -130,6 +137,7 @@ class ReportSpec:
                    paper=dict(values.get("paper", {})),
                    baselines=tuple(values.get("baselines", ())),
                    routing=tuple(values.get("routing", ())),
+                   chain=tuple(values.get("chain", ())),
                    overhead={d: Path(path) for d, path in values.get("overhead", {}).items()},
                    parameters=Path(values["parameters"]) if values.get("parameters") else None)
 
@@ -155,7 +163,8 @@ def report_models(config: Mapping[str, Any]) -> list[str]:
     unknown = sorted(set(config["run"]["models"]) - set(config["models"]))
     if unknown:
         raise ValueError(f"config: run.models names {unknown}, which are not under models")
-    unknown = sorted(set(listed + [section["reference"]]) - set(config["models"]))
+    unknown = sorted(set(listed + [section["reference"], *section["chain_models"], *section["routing_models"]])
+                     - set(config["models"]))
     if unknown:
         raise ValueError(f"config: report names {unknown}, which are not under models")
     models = list(config["run"]["models"])
@@ -189,7 +198,8 @@ def spec_from_config(config: Mapping[str, Any], eval_path: str, predictions_path
         "alpha": section["alpha"],
         "tables": {name: list(section[name]) for name in TABLE_LISTS},
         "baselines": [m for m in section["baselines"] if m in models],
-        "routing": [m for m in section["routing"] if m in models],
+        "routing": [m for m in section["routing_models"] if m in models],
+        "chain": [m for m in section["chain_models"] if m in models],
         "paper": {d: config["datasets"][d]["folds"] for d in datasets},
     }
     if tested:

@@ -14,6 +14,9 @@ Layout (all datasets in one table, a header row per dataset):
 - Table 6: parameter count and memory (params × 4, 2 and 16 bytes) of every variant, then our architecture at the
   paper's App. C.5 sizes beside the paper's counts.
 - Appendix D overhead (``overhead_table``): steps, view-forwards and the measured step-time multiplier.
+- The signal chain (``chain_table``, no counterpart in the paper): every variant with reliability signals, the
+  AUROCs of its signals for the inputs the stress plan corrupted, how r_m tracks the synthetic quality latent, and
+  how diagonal its expert × latent matrix is.
 """
 
 from __future__ import annotations
@@ -92,6 +95,31 @@ OVERHEAD: Final = (
     Column("flop_ratio", "flop_ratio", "FLOP ×", 1.0, 2, None),
 )
 
+CHAIN: Final = (  # quantities of rider.report.aggregate.chain_scalars
+    Column("missing_r", "separation.missing.reliability", "M: r_m"),
+    Column("missing_h", "separation.missing.entropy", "M: H_m"),
+    Column("noise_r", "separation.noise.reliability", "N: r_m"),
+    Column("noise_h", "separation.noise.entropy", "N: H_m"),
+    Column("conflict_cons", "separation.conflict.consensus", "Cf: cons"),
+    Column("conflict_r", "separation.conflict.reliability", "Cf: r_m"),
+    Column("quality_pearson", "quality.reliability.pearson", "q: Pearson"),
+    Column("quality_spearman", "quality.reliability.spearman", "q: Spearman"),
+    Column("quality_auroc", "quality.reliability.auroc", "q: AUROC"),
+    Column("latent_diagonal", "latent.diagonal", "Latent diag."),
+)
+CHAIN_NOTES: Final = (
+    "AUROC of a signal for telling the (sample, modality) pairs the stress plan corrupted from those it left alone, "
+    "pooled over the stressor's severities with the clean test split (rider.chain), oriented so that > 0.5 means the "
+    "signal moves the way the paper says (r_m and cons_score lower, H_m higher for a corrupted input); 0.5 = no "
+    "separation. M: modality m absent; N: noised or zeroed (audio and vision at every ρ > 0, text where a token is "
+    "zeroed); Cf: swapped for a donor's (cons: the sample has any swapped modality). r_m and H_m: mean over the "
+    "modalities where defined (text is never swapped).",
+    "q: r_m against the generator's quality latent q_m (1 = clean) on the clean test split, mean over modalities: "
+    "Pearson and Spearman correlation (> 0: r_m lower where the modality is degraded) and AUROC for q_m < 1; "
+    "empty where the cache has no quality latent.",
+    "Latent diag.: mean |corr| of each expert's clean output with its intended latent (U_m ~ u_m, R ~ r, S ~ s) "
+    "minus mean |corr| with the other latents: 1 for roles as named, 0 for no separation (synthetic data only).",
+)
 HEADLINE_NOTE: Final = (f"Acc-2 and F1 are {HEADLINE_ACC2} / {HEADLINE_F1}: the samples whose label is not 0, "
                         "positive = prediction > 0, weighted F1. The paper does not say which Acc-2 it reports.")
 UNITS_NOTE: Final = "Acc-7, Acc-2, F1 and nAUC of Acc-2 in %; MAE, Corr and nAUC of Corr as fractions."
@@ -277,6 +305,14 @@ def variant_table(name: str, summary: pd.DataFrame, spec: ReportSpec, published:
     if not spec.tables.get(list_name):
         notes.append(f"report.{list_name} in the config names no variant: this table has none of this run.")
     return Table(name, TABLES[name], CLEAN_AND_ROBUST, _sorted_by_dataset(spec, rows), _groups(spec), tuple(notes))
+
+
+def chain_table(summary: pd.DataFrame, spec: ReportSpec) -> Table:
+    """The signal chain: every evaluated variant with reliability signals (a kind without them has no row)."""
+    found = _lookup(summary)
+    rows = _model_rows(spec, found, spec.models, CHAIN, None, None)
+    return Table("table_chain", TABLES["table_chain"], CHAIN, _sorted_by_dataset(spec, rows),
+                 {d: d for d in spec.datasets}, (*CHAIN_NOTES, _seed_note(spec), _significance_note(spec)))
 
 
 def memory_cells(parameters: float, n: int = 1) -> dict[str, Cell]:

@@ -20,6 +20,7 @@ from rider.stress.plan import (
     apply_plan,
     build_plan,
     check_plan_cache,
+    corrupted_modalities,
     iter_severities,
     read_plan,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "apply_plan",
     "build_plan",
     "check_plan_cache",
+    "corrupted_modalities",
     "expected_drop_rate",
     "iter_severities",
     "load_feature_std",

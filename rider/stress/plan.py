@@ -436,6 +436,35 @@ def iter_severities(
             yield stressor, severity, _apply(stress_plan, test_arrays, stressor, k, z_cache)
 
 
+def corrupted_modalities(plan: str | os.PathLike | h5py.Group | StressPlan, stressor: str, severity: float
+                         ) -> np.ndarray:
+    """(N, 3) bool, T, A, V: which modality of which test sample the plan changes at this severity.
+
+    - missing: the absent modalities (``~presence``);
+    - conflict: the modalities taken from a donor (``swapped``; text never);
+    - noise: text where at least one token is zeroed (``round(rho * length) > 0``: at rho = .1 a 4-word text is
+      left alone); audio and vision wherever a timestep is zeroed or, at rho > 0, Gaussian noise is added, i.e.
+      every sample with a real position. So at rho > 0 no audio or vision is left alone: the clean inputs
+      (severity 0) are what a noised one is told apart from (rider.chain).
+    Severity 0 of every stressor changes nothing: all False.
+    """
+    stress_plan = read_plan(plan)
+    k = stress_plan.severity_index(stressor, severity)
+    level = stress_plan.levels[stressor][k]
+    if stressor == "missing":
+        return ~np.asarray(level["presence"], dtype=bool)
+    if stressor == "conflict":
+        return np.asarray(level["swapped"], dtype=bool).copy()
+    if stressor == "noise":
+        masked = np.stack([np.asarray(level[f"{m}_mask"]).any(axis=1) for m in MODALITIES], axis=1)  # (N, 3)
+        noised = (stress_plan.grids[stressor][k] > 0) & (stress_plan.lengths > 0)  # (N,): Gaussian noise added
+        for j, modality in enumerate(MODALITIES):
+            if modality in NOISY_MODALITIES:
+                masked[:, j] |= noised
+        return masked
+    raise ValueError(f"unknown stressor {stressor!r}; known: {list(STRESSORS)}")
+
+
 def _apply(
     plan: StressPlan, arrays: Mapping[str, np.ndarray], stressor: str, k: int, z_cache: dict[str, np.ndarray]
 ) -> StressedInputs:
