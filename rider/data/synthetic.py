@@ -44,14 +44,43 @@ FEATURE_DIMS = {"audio": 74, "vision": 35}
 RAW_FILES = {"words": "words.csd", "audio": "audio.csd", "vision": "vision.csd", "labels": "labels.csd"}
 GLOVE_FILE = "glove.txt"
 LATENTS_FILE = "latents.h5"
+# Per segment in LATENTS_FILE: r (N,), u (N, 3), b (N, 3), s (N,), y (N,), quality (N, 3); columns text, audio, vision.
+LATENTS = ("r", "u", "b", "s", "y", "quality")
 
 
 @dataclass(frozen=True)
 class LabelWeights:
-    redundancy: float = 0.9   # w_r
-    uniqueness: float = 0.5   # w_u, shared by the three u_m
-    synergy: float = 0.8      # w_s
-    noise: float = 0.3        # std of ε
+    redundancy: float = 1.0   # w_r
+    # w_u per modality (text, audio, vision): text's own latent weighs most, as text carries most of the signal on
+    # genuine MOSI; audio's and vision's stay in the label so that all three together beat text alone.
+    uniqueness: tuple[float, float, float] = (0.8, 0.25, 0.25)
+    synergy: float = 0.7      # w_s
+    noise: float = 0.2        # std of ε
+
+    def __post_init__(self):
+        if len(self.uniqueness) != len(MODALITIES):
+            raise ValueError(f"synthetic.label_weights.uniqueness = {list(self.uniqueness)}: give one weight per "
+                             f"modality ({', '.join(MODALITIES)})")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Per segment and modality a quality q_m in [0, 1] (1 = clean); a degraded modality has q_m < 1 and is
+    damaged with a strength of 1 − q_m (module docstring). Modalities degrade independently of each other."""
+    degraded_rate: float = 0.15          # P(a modality of a segment is degraded): 39 % of segments have one or more
+    severity: tuple[float, float] = (0.1, 0.7)  # a degraded modality's q_m ~ U(low, high)
+    noise_gain: float = 2.0              # audio/vision word-level noise std × (1 + noise_gain·(1 − q_m))
+    occlusion: float = 0.5               # audio/vision: share of the segment's words zeroed = occlusion·(1 − q_m)
+
+    def __post_init__(self):
+        low, high = self.severity
+        if not 0.0 <= low <= high < 1.0:
+            raise ValueError(f"synthetic.quality.severity = {list(self.severity)}: need 0 <= low <= high < 1 "
+                             "(a degraded modality's quality; 1 is clean)")
+        if not 0.0 <= self.degraded_rate <= 1.0:
+            raise ValueError(f"synthetic.quality.degraded_rate = {self.degraded_rate}: a probability in [0, 1]")
+        if not 0.0 <= self.occlusion <= 1.0:
+            raise ValueError(f"synthetic.quality.occlusion = {self.occlusion}: a share in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -66,13 +95,22 @@ class SyntheticConfig:
     vision_hz: float = 30.0
     vocabulary_size: int = 4000
     glove_dim: int = 300
-    text_noise: float = 1.2                  # std of a token's code around c_T
+    text_noise: float = 0.6                  # std of a token's code around c_T
     audio_noise: float = 3.0                 # word-level std per audio feature
     vision_noise: float = 2.0                # word-level std per vision feature
     frame_noise: float = 0.5                 # frame-to-frame jitter within a word
+    # How strongly each modality's code carries r (text, audio, vision): r stays in all three (DESIGN §2) but audio
+    # and vision see it faintly, so that each alone predicts the label far worse than text (module docstring).
+    redundancy_gain: tuple[float, float, float] = (1.0, 0.15, 0.15)
     nonfinite_rate: float = 1e-4             # fraction of audio frames holding -inf or NaN
     label_step: float = 0.2                  # labels are rounded to this grid (so some are exactly 0)
     label_weights: LabelWeights = field(default_factory=LabelWeights)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+    def __post_init__(self):
+        if len(self.redundancy_gain) != len(MODALITIES):
+            raise ValueError(f"synthetic.redundancy_gain = {list(self.redundancy_gain)}: give one gain per "
+                             f"modality ({', '.join(MODALITIES)})")
 
 
 @dataclass
@@ -107,16 +145,32 @@ def _feature_map(rng: np.random.Generator, dim: int) -> np.ndarray:
     return rng.normal(0.0, np.sqrt(1.0 / 3.0), size=(3, dim))
 
 
+def _draw_quality(rng: np.random.Generator, n_segments: int, config: QualityConfig) -> np.ndarray:
+    """(n, 3) quality per segment and modality (text, audio, vision): 1 where clean, U(severity) where degraded."""
+    degraded = rng.random((n_segments, len(MODALITIES))) < config.degraded_rate
+    return np.where(degraded, rng.uniform(*config.severity, size=degraded.shape), 1.0)
+
+
+def _garble(rng: np.random.Generator, token_ids: np.ndarray, quality: np.ndarray, vocabulary_size: int) -> np.ndarray:
+    """Replace a share 1 − q of the tokens (each token's segment's text quality q) by random vocabulary words."""
+    garbled = rng.random(len(token_ids)) < 1.0 - quality
+    return np.where(garbled, rng.integers(0, vocabulary_size, size=len(token_ids)), token_ids)
+
+
 def _stream(
     rng: np.random.Generator,
     segments: list[_Segment],
     codes: np.ndarray,
+    quality: np.ndarray,
     mapping: np.ndarray,
     hz: float,
     word_noise: float,
     frame_noise: float,
+    degradation: QualityConfig,
 ) -> dict[str, np.ndarray]:
-    """Frames of one video at ``hz``: each word's frames carry its code; gaps carry only noise."""
+    """Frames of one video at ``hz``: each word's frames carry its code; gaps carry only noise. A segment of
+    quality q < 1 has its word noise raised to word_noise·(1 + noise_gain·(1 − q)) and each word occluded (frames
+    zeroed, as a face tracker or a microphone that lost its source writes) with probability occlusion·(1 − q)."""
     end = segments[-1].end + 0.5
     n_frames = int(np.ceil(end * hz))
     starts = np.arange(n_frames) / hz
@@ -124,12 +178,17 @@ def _stream(
     dim = mapping.shape[1]
     offset = rng.normal(0.0, 0.5, size=dim)  # who is speaking / filming: a per-video shift
     features = offset + rng.normal(0.0, frame_noise, size=(n_frames, dim))
-    for segment, code in zip(segments, codes):
-        for t0, t1 in segment.word_times:
+    for segment, code, q in zip(segments, codes, quality):
+        noise = word_noise * (1.0 + degradation.noise_gain * (1.0 - q))
+        occluded = rng.random(len(segment.word_times)) < degradation.occlusion * (1.0 - q)
+        for (t0, t1), dark in zip(segment.word_times, occluded):
             first, last = int(np.ceil(t0 * hz)), int(np.ceil(t1 * hz))
             if last <= first:
                 continue
-            word = code @ mapping + rng.normal(0.0, word_noise, size=dim)
+            if dark:
+                features[first:last] = 0.0
+                continue
+            word = code @ mapping + rng.normal(0.0, noise, size=dim)
             features[first:last] = offset + word + rng.normal(0.0, frame_noise, size=(last - first, dim))
     return {"intervals": intervals, "features": features.astype(np.float32)}
 
@@ -156,7 +215,7 @@ def generate(config: SyntheticConfig, out_dir: str | Path) -> dict[str, Path]:
 
     words, labels = {}, {}
     streams: dict[str, dict] = {"audio": {}, "vision": {}}
-    latents: dict[str, list] = {k: [] for k in ("key", "split", "r", "u", "b", "s", "y")}
+    latents: dict[str, list] = {k: [] for k in ("key", "split", *LATENTS)}
     videos = {split: folds[split][: config.videos_per_split] for split in SPLITS}
     progress = tqdm(total=sum(map(len, videos.values())), desc="generate", unit="video")
     for split in SPLITS:
@@ -174,26 +233,32 @@ def generate(config: SyntheticConfig, out_dir: str | Path) -> dict[str, Path]:
             u = rng.normal(size=(n_segments, 3))
             b = rng.choice([-1.0, 1.0], size=(n_segments, 3))
             s = b.prod(axis=1)
-            raw_y = w.redundancy * r + w.uniqueness * u.sum(axis=1) + w.synergy * s + rng.normal(0.0, w.noise, n_segments)
+            raw_y = (w.redundancy * r + u @ np.asarray(w.uniqueness) + w.synergy * s
+                     + rng.normal(0.0, w.noise, n_segments))
             y = np.clip(np.round(raw_y / config.label_step) * config.label_step, -3.0, 3.0)
-            codes = {m: np.stack([r, u[:, i], b[:, i]], axis=1) for i, m in enumerate(MODALITIES)}
+            codes = {m: np.stack([config.redundancy_gain[i] * r, u[:, i], b[:, i]], axis=1)  # (n, 3) each
+                     for i, m in enumerate(MODALITIES)}
+            quality = _draw_quality(rng, n_segments, config.quality)  # (n, 3)
 
             counts = [len(seg.word_times) for seg in segments]
             token_codes = np.repeat(codes["text"], counts, axis=0) + rng.normal(0.0, config.text_noise, (sum(counts), 3))
             _, token_ids = nearest_word.query(token_codes)
+            token_ids = _garble(rng, token_ids, np.repeat(quality[:, 0], counts), len(vocabulary))
             words[video] = {
                 "intervals": np.concatenate([seg.word_times for seg in segments]),
                 "features": np.array([[vocabulary[i].encode()] for i in token_ids]),
             }
             for m in ("audio", "vision"):
-                streams[m][video] = _stream(rng, segments, codes[m], maps[m], hz[m], noise[m], config.frame_noise)
+                column = MODALITIES.index(m)
+                streams[m][video] = _stream(rng, segments, codes[m], quality[:, column], maps[m], hz[m], noise[m],
+                                            config.frame_noise, config.quality)
             labels[video] = {
                 "intervals": np.array([[seg.start, seg.end] for seg in segments]),
                 "features": y[:, None].astype(np.float32),
             }
             latents["key"] += [f"{video}[{seg.index}]" for seg in segments]
             latents["split"] += [split] * n_segments
-            for name, value in (("r", r), ("u", u), ("b", b), ("s", s), ("y", y)):
+            for name, value in (("r", r), ("u", u), ("b", b), ("s", s), ("y", y), ("quality", quality)):
                 latents[name].append(value)
             progress.update(1)
     progress.close()
@@ -222,9 +287,9 @@ def generate(config: SyntheticConfig, out_dir: str | Path) -> dict[str, Path]:
     with atomic_path(paths["latents"], suffix=".h5") as tmp, h5py.File(tmp, "w") as handle:
         handle.create_dataset("key", data=np.array(latents["key"], dtype=object), dtype=h5py.string_dtype())
         handle.create_dataset("split", data=np.array(latents["split"], dtype=object), dtype=h5py.string_dtype())
-        for name in ("r", "u", "b", "s", "y"):
+        for name in LATENTS:
             handle.create_dataset(name, data=np.concatenate(latents[name]).astype(np.float32))
-        handle.attrs["modalities"] = "u and b columns are text, audio, vision"
+        handle.attrs["modalities"] = "u, b and quality columns are text, audio, vision"
         handle.attrs["config"] = repr(asdict(config))
     return paths
 
