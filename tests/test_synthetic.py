@@ -16,7 +16,7 @@ from rider.data.csd import METADATA_KEYS, ROLES, read_metadata, read_sequence
 from rider.data.folds import standard_folds
 from rider.data.modality_probes import ALL, label_probes, quality_probes, segment_statistics
 from rider.data.split import read_arrays
-from rider.data.synthetic import RAW_FILES, QualityConfig, SyntheticConfig, _draw_quality, _garble, generate
+from rider.data.synthetic import RAW_FILES, LabelWeights, QualityConfig, SyntheticConfig, _draw_quality, _garble, generate
 
 from conftest import TINY
 
@@ -154,8 +154,10 @@ def test_garbling_replaces_a_share_one_minus_quality_of_the_tokens():
 def test_bad_quality_settings_name_the_field():
     with pytest.raises(ValueError, match="synthetic.quality.severity"):
         QualityConfig(severity=(0.5, 1.0))
-    with pytest.raises(ValueError, match="synthetic.label_weights.uniqueness"):
-        SyntheticConfig(label_weights=SyntheticConfig().label_weights.__class__(uniqueness=(1.0, 1.0)))
+    with pytest.raises(ValueError, match="synthetic.label_weights.uniqueness = 0.5: give one number per modality"):
+        LabelWeights(uniqueness=0.5)  # the scalar w_u of earlier configs
+    with pytest.raises(ValueError, match="synthetic.redundancy_gain"):
+        SyntheticConfig(redundancy_gain=(1.0, 1.0))
 
 
 def test_quality_latent_is_written_and_cached(tiny_dataset):

@@ -87,6 +87,12 @@ LATENTS_FILE = "latents.h5"
 LATENTS = ("r", "u", "b", "s", "y", "quality")
 
 
+def _check_per_modality(value, where: str) -> None:
+    """A setting with one number per modality (text, audio, vision); ``where`` names it in the error."""
+    if not isinstance(value, (tuple, list)) or len(value) != len(MODALITIES):
+        raise ValueError(f"{where} = {value!r}: give one number per modality, [{', '.join(MODALITIES)}]")
+
+
 @dataclass(frozen=True)
 class LabelWeights:
     redundancy: float = 1.0   # w_r
@@ -97,9 +103,7 @@ class LabelWeights:
     noise: float = 0.2        # std of ε
 
     def __post_init__(self):
-        if len(self.uniqueness) != len(MODALITIES):
-            raise ValueError(f"synthetic.label_weights.uniqueness = {list(self.uniqueness)}: give one weight per "
-                             f"modality ({', '.join(MODALITIES)})")
+        _check_per_modality(self.uniqueness, "synthetic.label_weights.uniqueness")
 
 
 @dataclass(frozen=True)
@@ -147,9 +151,7 @@ class SyntheticConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self):
-        if len(self.redundancy_gain) != len(MODALITIES):
-            raise ValueError(f"synthetic.redundancy_gain = {list(self.redundancy_gain)}: give one gain per "
-                             f"modality ({', '.join(MODALITIES)})")
+        _check_per_modality(self.redundancy_gain, "synthetic.redundancy_gain")
 
 
 @dataclass
