@@ -16,7 +16,9 @@ Layout (``CACHE_SCHEMA_VERSION``; ``validate_cache`` checks a file against it)::
                                              padding: for a model that tokenises them itself (ModelKind.words).
                                              Caches written before it lack it: they serve every other model, and
                                              ``read_words`` asks for a rebuild
-    /<split>/latents/{r (N,), u (N,3), b (N,3), s (N,)}   synthetic data only: the ground truth
+    /<split>/latents/{r (N,), u (N,3), b (N,3), s (N,), quality (N,3)}   synthetic data only: the ground truth
+                                             (columns text, audio, vision; quality only from a generator that
+                                             writes it, rider.data.synthetic)
     /stats/<feature>_mean, /stats/<feature>_std  (D,) float32  over the real rows of the train split
     attrs: schema_version, dataset, sequence_length, provenance (JSON: input checksums, config),
            counts (JSON: segments per split, truncated segments, unknown words, non-finite values, and the
@@ -276,9 +278,21 @@ def _check_shares(shares: Mapping[str, Mapping[str, float]], config: CacheConfig
                                 f"{limit:g} allows; {hint} No cache was written")
 
 
+CACHED_LATENTS = ("r", "u", "b", "s")
+OPTIONAL_LATENTS = ("quality",)  # absent from latents files written before the generator had it
+
+
 def _read_latents(path) -> dict[str, np.ndarray]:
-    with h5py.File(path, "r") as handle:
-        return {"key": handle["key"].asstr()[:], **{name: handle[name][:] for name in ("r", "u", "b", "s")}}
+    with open_h5(path, "latents file") as handle:
+        missing = [name for name in ("key", *CACHED_LATENTS) if name not in handle]
+        if missing:
+            raise DataError(f"{path}: latents file lacks {missing}; was it written by `rider generate`?")
+        names = CACHED_LATENTS + tuple(name for name in OPTIONAL_LATENTS if name in handle)
+        latents = {"key": handle["key"].asstr()[:], **{name: handle[name][:] for name in names}}
+    for name in names:
+        if len(latents[name]) != len(latents["key"]):
+            raise DataError(f"{path}: field '{name}' has {len(latents[name])} rows, 'key' {len(latents['key'])}")
+    return latents
 
 
 def _write_latents(group: h5py.Group, latents: dict[str, np.ndarray], keys: np.ndarray, path) -> None:
@@ -287,8 +301,9 @@ def _write_latents(group: h5py.Group, latents: dict[str, np.ndarray], keys: np.n
     if missing:
         raise DataError(f"{path}: no latents for segment(s) {missing[:3]}")
     rows = np.array([position[key] for key in keys])
-    for name in ("r", "u", "b", "s"):
-        group.create_dataset(f"latents/{name}", data=latents[name][rows])
+    for name, values in latents.items():
+        if name != "key":
+            group.create_dataset(f"latents/{name}", data=values[rows])  # (n,) or (n, 3): rows are segments
 
 
 def cache_dataset(path: str | os.PathLike) -> str:
