@@ -7,6 +7,7 @@ entry here. The trainer, the checkpoint loader and the evaluator build from thes
 from __future__ import annotations
 
 from rider.model.config import LossWeights, ModelConfig, paper_config
+from rider.model.dmd import KIND as DMD
 from rider.model.experts import EXPERTS
 from rider.model.kind import ModelKind
 from rider.model.lmf import KIND as LMF
@@ -33,5 +34,5 @@ TEXT_ONLY = ModelKind(
 )
 
 MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT, MISA,
-                                                                  SELF_MM, MMIM)}
+                                                                  SELF_MM, MMIM, DMD)}
 DEFAULT_KIND = RIDER_MOE.name
