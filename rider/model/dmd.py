@@ -56,6 +56,8 @@ Where ours differs from the authors' code, and why
 - The margin loss groups samples by exactly equal labels, as the authors' (their ``ids``); vectorised, same value.
 - ``proj_cosine_*`` (Linear(T_m d, d), three of them) are built but no loss or output reads them in the
   authors' code: ours keeps them for the count (they never get a gradient) and does not compute them.
+- The graph distillers' edge-score bias is shift-invariant under the edge softmax (no gradient, no effect): kept
+  for the count, not applied.
 - HeteroGD's representation term: the authors reduce the cosine hinge over the batch before weighting it, so it is
   mean_b(hinge) x mean_b(edge + prior); kept. HomoGD computes a representation term whose weight is 0: left out.
 - Optimisation (configs/paper.yaml): the authors use Adam, lr 1e-4, batch 16 with gradients accumulated over 10
@@ -239,7 +241,11 @@ class GraphDistiller(nn.Module):
     def forward(self, logits: torch.Tensor, reprs: torch.Tensor) -> torch.Tensor:
         """logits (M, B), reprs (M, B, H) in GRAPH_ORDER -> edge weights (E, B), each sample's summing to 1."""
         nodes = torch.cat([self.embed_logit(logits[..., None]), self.embed_repr(reprs)], dim=-1)  # (M, B, 2g)
-        scores = torch.cat([self.edge(torch.cat([nodes[s], nodes[t]], dim=-1)) for s, t in EDGES], dim=-1)  # (B, E)
+        # W_edge's bias adds one constant to all six scores, which the softmax removes: it can never learn (the
+        # authors' gets a zero gradient too). It is kept for the count and left out here, so that its gradient is
+        # exactly 0 rather than rounding noise.
+        scores = torch.cat([F.linear(torch.cat([nodes[s], nodes[t]], dim=-1), self.edge.weight) for s, t in EDGES],
+                           dim=-1)  # (B, E)
         return torch.softmax(scores * self.edge_scale, dim=-1).T  # (E, B)
 
 
