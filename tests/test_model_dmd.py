@@ -121,6 +121,23 @@ def test_label_margin_by_hand():
     assert label_margin(aligned, torch.tensor([1.0, 1.0])).item() == 0.0
 
 
+def test_label_margin_equals_the_loop_over_anchors_with_ties():
+    """The vectorised hinge against a literal loop over anchors, positives and negatives (the HingeLoss
+    definition), on labels with many ties (so anchors have different numbers of positives)."""
+    g = torch.Generator().manual_seed(0)
+    aligned, labels = torch.randn(3, 10, 4, generator=g), torch.tensor([1.0, 1, 0, 2, 0, 1, -1, 2, 2, 0.5])
+    feats, ids = aligned.transpose(0, 1).reshape(30, 4), labels.repeat_interleave(3)
+    cos = torch.nn.functional.cosine_similarity(feats[:, None], feats[None], dim=-1, eps=0)
+    per_anchor = []
+    for i in range(30):
+        positives = [p for p in range(30) if p != i and ids[p] == ids[i]]
+        negatives = [n for n in range(30) if ids[n] != ids[i]]
+        if positives and negatives:
+            per_anchor.append(sum(max(0.0, 0.15 * abs(ids[i] - ids[n]).item() - cos[i, p].item() + cos[i, n].item())
+                                  for p in positives for n in negatives) / (len(positives) * len(negatives)))
+    assert label_margin(aligned, labels).item() == pytest.approx(sum(per_anchor) / len(per_anchor), rel=1e-5)
+
+
 def test_the_loss_weights_are_the_authors():
     # combined = task (8 L1 terms) + 0.05 (homo logit + 10 reg) + 0.05 (hetero logit + 10 repr + 10 reg)
     #          + (cycle + recon + (margin + ort) x 0.1) x 0.1.

@@ -47,7 +47,9 @@ Where ours differs from the authors' code, and why
   6-20-word data a padded one. Ours reads the last real step, min(lengths, T_m) - 1, keeps the causal mask and
   masks padded keys, exactly as our MulT (rider/model/mult.py: its transformers, positional embedding and mask
   conventions are reused; the authors' DMD always adds the sinusoidal positional embedding). An empty sample reads
-  zeros. The transformers run on a batch cut to its longest sample (as MulT's); the flattened layers see all T_m.
+  zeros. Each batch is computed on the words its longest sample's windows reach (as MulT's) and zero-padded to
+  T_m for the flattened layers: exact, since every later step is zero anyway, and a sample's prediction does not
+  depend on its batch (tested).
 - Orthogonality: the authors call ``CosineEmbeddingLoss(s_m, c_m, -1)`` on (T, B, d) tensors; under their PyTorch
   1.9 that takes the cosine along dim 1, the batch axis (mixing samples), and PyTorch >= 1.12 refuses it. Ours
   is the paper's intent: per sample, the cosine of the flattened s_m and c_m (padding is 0 in both, so it adds
@@ -300,7 +302,6 @@ class DMD(nn.Module):
         self.gate = nn.ModuleDict({m: nn.Linear(2 * d, 2 * d) for m in MODALITY_NAMES})
         self.gate_invariant = nn.Linear(3 * d, 3 * d)
         self.fusion_head = ResidualHead(9 * d, 9 * d, cfg.output_dropout)
-        # The memory transformers read the authors' 2d streams, like MulT's; their positions cover max_len.
 
     def forward(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor,
                 lengths: torch.Tensor) -> DMDOutput:
@@ -310,23 +311,34 @@ class DMD(nn.Module):
         B, L, _ = text.shape
         if L > cfg.max_len:
             raise ValueError(f"DMD: sequences of {L} words, the config has max_len = {cfg.max_len}")
-        words = (torch.arange(cfg.max_len, device=text.device)[None, :] < lengths[:, None])[..., None]  # (B, Lmax, 1)
-        inputs = {m: F.pad(x, (0, 0, 0, cfg.max_len - L)) * words  # (B, Lmax, D_m), zero beyond lengths
+        # Only the words any real step can see are computed on: up to the longest sample's last window (as MulT).
+        # Every later step of every stream is zero (below), so the full-length streams are these, zero-padded.
+        widest = max(cfg.kernel(m) for m in MODALITY_NAMES)
+        cut = cfg.max_len
+        if not torch.compiler.is_compiling():  # a data-dependent length would recompile every batch
+            cut = min(cfg.max_len, max(int(lengths.max()), 1) + widest - 1)
+        words = (torch.arange(cut, device=text.device)[None, :] < lengths[:, None])[..., None]  # (B, cut, 1)
+        inputs = {m: F.pad(x[:, :cut], (0, 0, 0, cut - min(L, cut))) * words  # (B, cut, D_m), zero beyond lengths
                   for m, x in (("text", text), ("audio", audio), ("vision", vision))}
         inputs["text"] = F.dropout(inputs["text"], cfg.text_dropout, self.training)
 
-        # 1-2. X_m (B, d, T_m), zero from the first step past the last word on; s_m, c_m, reconstructions.
+        # 1-2. X_m (B, d, T'_m), T'_m = cut - k_m + 1, zero from the first step past the last word on; s_m, c_m and
+        # the reconstructions (bias-free 1x1 convolutions: zero there too).
         real = {m: lengths.clamp(max=cfg.steps(m)) for m in MODALITY_NAMES}  # (B,) real steps of each stream
-        projected, specific, invariant, reconstructed, specific_again = {}, {}, {}, {}, {}
+        streams = {name: {} for name in ("projected", "specific", "invariant", "reconstructed", "specific_again")}
         for m in MODALITY_NAMES:
-            steps = torch.arange(cfg.steps(m), device=text.device)
-            x = self.conv[m](inputs[m].transpose(1, 2))  # (B, d, T_m)
-            projected[m] = x * (steps[None, :] < real[m][:, None])[:, None, :].to(x.dtype)  # (B, d, T_m)
-            specific[m] = self.specific_encoder[m](projected[m])  # (B, d, T_m)
-            invariant[m] = self.invariant_encoder(projected[m])  # (B, d, T_m), one encoder for all
-            reconstructed[m] = self.decoder[m](torch.cat([specific[m], invariant[m]], dim=1))  # (B, d, T_m)
-            specific_again[m] = self.specific_encoder[m](reconstructed[m])  # (B, d, T_m)
-        flat_invariant = {m: invariant[m].transpose(1, 2).flatten(1) for m in MODALITY_NAMES}  # (B, T_m d)
+            x = self.conv[m](inputs[m].transpose(1, 2))  # (B, d, T'_m)
+            steps = torch.arange(x.shape[2], device=x.device)
+            x = x * (steps[None, :] < real[m][:, None])[:, None, :].to(x.dtype)  # (B, d, T'_m)
+            s, c = self.specific_encoder[m](x), self.invariant_encoder(x)  # (B, d, T'_m) each; one E^c for all
+            recon = self.decoder[m](torch.cat([s, c], dim=1))  # (B, d, T'_m)
+            for name, z in (("projected", x), ("specific", s), ("invariant", c), ("reconstructed", recon),
+                            ("specific_again", self.specific_encoder[m](recon))):
+                streams[name][m] = z
+        # The full T_m steps, zero-padded: what the flattened layers and the decoupling losses see.
+        full = {name: {m: F.pad(z, (0, cfg.steps(m) - z.shape[2])) for m, z in values.items()}  # (B, d, T_m)
+                for name, values in streams.items()}
+        flat_invariant = {m: full["invariant"][m].transpose(1, 2).flatten(1) for m in MODALITY_NAMES}  # (B, T_m d)
         aligned = torch.stack([self.align[m](flat_invariant[m]) for m in GRAPH_ORDER])  # (M, B, d)
 
         # 3. HomoGD: a prediction per modality from its whole flattened c_m.
@@ -334,14 +346,8 @@ class DMD(nn.Module):
         homo_logits = torch.stack([homo[m][0] for m in GRAPH_ORDER])  # (M, B)
         homo_reprs = torch.stack([homo[m][1] for m in GRAPH_ORDER])  # (M, B, d)
 
-        # The transformers see only the steps any sample's real words reach (as MulT's): the longest sample's.
-        widest = max(cfg.kernel(m) for m in MODALITY_NAMES)
-        cut = cfg.max_len
-        if not torch.compiler.is_compiling():
-            cut = min(cfg.max_len, max(int(lengths.max()), 1) + widest - 1)
-        streams_s = {m: specific[m][:, :, :cut - cfg.kernel(m) + 1].transpose(1, 2) for m in MODALITY_NAMES}
-        streams_c = {m: invariant[m][:, :, :cut - cfg.kernel(m) + 1].transpose(1, 2) for m in MODALITY_NAMES}
-        # (B, T'_m, d) each, T'_m = cut - k_m + 1
+        streams_s = {m: z.transpose(1, 2) for m, z in streams["specific"].items()}  # (B, T'_m, d)
+        streams_c = {m: z.transpose(1, 2) for m, z in streams["invariant"].items()}  # (B, T'_m, d)
 
         # 4. The invariant streams' self-attention, read at the last real step, fused (authors' order l, v, a).
         invariant_read = []
@@ -379,8 +385,9 @@ class DMD(nn.Module):
             homo_edges=self.homo_graph(homo_logits, homo_reprs),  # (E, B)
             hetero_logits=hetero_logits, hetero_reprs=hetero_reprs,
             hetero_edges=self.hetero_graph(hetero_logits, hetero_reprs),  # (E, B)
-            projected=ordered(projected), specific=ordered(specific), invariant=ordered(invariant),
-            reconstructed=ordered(reconstructed), specific_again=ordered(specific_again), aligned=aligned,
+            projected=ordered(full["projected"]), specific=ordered(full["specific"]),
+            invariant=ordered(full["invariant"]), reconstructed=ordered(full["reconstructed"]),
+            specific_again=ordered(full["specific_again"]), aligned=aligned,
         )
 
 
@@ -432,9 +439,15 @@ def label_margin(aligned: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     same = (ids[:, None] == ids[None, :]) & other  # (N, N) positives of each anchor
     different = ids[:, None] != ids[None, :]  # (N, N) negatives
     margin = MARGIN_PER_LABEL * (ids[:, None] - ids[None, :]).abs()  # (N, N)
+    # An anchor has few positives (its sample's other modalities, and exact label ties): gather them into P slots,
+    # so the pairs take (N, P, N) rather than (N, N, N).
+    slots = max(int(same.sum(1).max()), 1)
+    positive = same.to(feats.dtype).topk(slots, dim=1).indices  # (N, P) column indices, the positives first
+    valid = same.gather(1, positive)  # (N, P) whether a slot holds a positive
+    cos_positive = cos.gather(1, positive)  # (N, P)
     # hinge[i, p, n] = max(0, margin[i, n] - cos[i, p] + cos[i, n])
-    hinge = F.relu(margin[:, None, :] - cos[:, :, None] + cos[:, None, :])  # (N, N, N)
-    pairs = (same[:, :, None] & different[:, None, :]).to(feats.dtype)  # (N, N, N)
+    hinge = F.relu(margin[:, None, :] - cos_positive[:, :, None] + cos[:, None, :])  # (N, P, N)
+    pairs = (valid[:, :, None] & different[:, None, :]).to(feats.dtype)  # (N, P, N)
     counted = pairs.sum((1, 2))  # (N,)
     per_anchor = (hinge * pairs).sum((1, 2)) / counted.clamp(min=1)  # (N,)
     anchors = (counted > 0).to(feats.dtype)
