@@ -192,7 +192,8 @@ def test_the_trainer_logs_the_authors_weighted_sum(tiny_dataset, tmp_path):
     run = {"kind": "dmd", "model": {k: v for k, v in TINY.items() if not k.endswith(("_dim", "max_len"))},
            "train": {"epochs": 1, "lr": 1e-3, "grad_clip": 0.6, "batch_size": 16}}
     train(RunSpec.from_dict(run), tiny_dataset["cache"], tmp_path, seed=0, threads=1)
-    (row,) = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(open(tmp_path / "epochs.csv"))]
+    with open(tmp_path / "epochs.csv") as f:
+        (row,) = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
     weights = DMDLoss().coefficients()
     assert row["train_total"] == pytest.approx(sum(w * row[f"train_{t}"] for t, w in weights.items()), rel=1e-5)
     assert all(row[f"train_{t}"] > 0 for t in weights if t != "margin")

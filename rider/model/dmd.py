@@ -62,11 +62,13 @@ Where ours differs from the authors' code, and why
   for the count, not applied.
 - HeteroGD's representation term: the authors reduce the cosine hinge over the batch before weighting it, so it is
   mean_b(hinge) x mean_b(edge + prior); kept. HomoGD computes a representation term whose weight is 0: left out.
+  HomoGD's representation is ReLU(W1 h), as the authors' in-place ReLU leaves it; HeteroGD's the residual output.
 - Optimisation (configs/paper.yaml): the authors use Adam, lr 1e-4, batch 16 with gradients accumulated over 10
   batches (``update_epochs``), element-wise clipping at 0.6 and ReduceLROnPlateau (patience 5, factor 0.5), early
   stopping after 10; their ``weight_decay`` (0.005 / 0.001) is never passed to Adam. Our trainer: AdamW with
   weight decay 0, batch 160, norm clipping (``train.grad_clip``) at 0.6, the best-validation epoch of a fixed
-  number; no scheduler.
+  number; no scheduler. (Their accumulated gradient is the sum of ten batch means, not their mean: Adam's step is
+  nearly blind to that scale, their value clipping is not.)
 
 Shapes: B batch, L words, T_m steps of modality m after its convolution, d = d_model, M = 3 modalities,
 E = 6 directed edges of a distillation graph.
@@ -74,7 +76,6 @@ E = 6 directed edges of a distillation graph.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -308,7 +309,7 @@ class DMD(nn.Module):
         """text (B, L, Dt), audio (B, L, Da), vision (B, L, Dv), lengths (B,) real words."""
         cfg = self.cfg
         check_input_widths("DMD", cfg, text=text, audio=audio, vision=vision)
-        B, L, _ = text.shape
+        L = text.shape[1]
         if L > cfg.max_len:
             raise ValueError(f"DMD: sequences of {L} words, the config has max_len = {cfg.max_len}")
         # Only the words any real step can see are computed on: up to the longest sample's last window (as MulT).
@@ -377,7 +378,7 @@ class DMD(nn.Module):
         fused = torch.cat(gated + [torch.sigmoid(self.gate_invariant(invariant_fused))], dim=-1)  # (B, 9d)
         prediction = self.fusion_head(fused)[0]  # (B,)
 
-        ordered = lambda values: tuple(values[m] for m in GRAPH_ORDER)  # noqa: E731
+        ordered = lambda values: tuple(values[m] for m in GRAPH_ORDER)
         return DMDOutput(
             prediction=prediction,
             branch_predictions=torch.cat([homo_logits, hetero_logits, invariant_logit[None]]),  # (7, B)
@@ -457,7 +458,7 @@ def label_margin(aligned: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def dmd_terms(output: DMDOutput, labels: torch.Tensor, homo_prior: torch.Tensor,
               hetero_prior: torch.Tensor) -> dict[str, torch.Tensor]:
     """DMD's unweighted loss terms (DMDLoss.coefficients weights them)."""
-    paired = lambda a, b: zip(getattr(output, a), getattr(output, b))  # noqa: E731
+    paired = lambda a, b: zip(getattr(output, a), getattr(output, b))
     return {
         "task": task_loss(output.prediction, labels),
         "branch_task": sum(task_loss(p, labels) for p in output.branch_predictions),  # seven L1 terms
@@ -489,4 +490,6 @@ PAPER = {
 }
 
 KIND = ModelKind(name="dmd", config=DMDConfig, loss=DMDLoss, build=DMD, objective=dmd_objective, absent="zeros",
-                 paper=PAPER, title="DMD")
+                 paper=PAPER, title="DMD",
+                 note="the original fine-tunes BERT end to end; here its temporal convolution reads the cached frozen "
+                      "word features, and padded steps are zeroed before its flattened-time layers")
