@@ -41,6 +41,9 @@ SMALL_RUNS = {
     "t_hne": {"kind": "t_hne", "model": {"d_model": 16, "heads": 2, "text_layers": 1, "embed_dropout": 0.0},
               "train": {"epochs": 8, "lr": 2e-3}},
     "mma": {"kind": "mma", "model": {"layers": 2, "hidden": 16, "compression": 4}, "train": {"epochs": 8, "lr": 3e-3}},
+    "dmd": {"kind": "dmd", "model": {"d_model": 16, "heads": 2, "layers": 1, "memory_layers": 1, "homo_graph_dim": 16,
+                                     "hetero_graph_dim": 16},
+            "train": {"epochs": 8, "lr": 1e-3, "weight_decay": 0.0, "grad_clip": 0.6}},
 }
 
 # Parameters that legitimately get no gradient from one training step of a kind, and why.
@@ -54,6 +57,10 @@ NO_GRADIENT: dict[str, set[str]] = {
     # reaches the estimators' entropy projections.
     "mmim": {f"mmilb_{pair}.entropy_projection.0.{p}" for pair in ("text_vision", "text_audio")
              for p in ("weight", "bias")},
+    # The authors build these projections and no loss or output reads them (kept for their parameter count).
+    # The distillers' edge-score bias shifts all six scores alike, which their softmax removes.
+    "dmd": {f"unused_cosine_projection.{m}.{p}" for m in ("text", "audio", "vision") for p in ("weight", "bias")}
+           | {"homo_graph.edge.bias", "hetero_graph.edge.bias"},
 }
 
 B, L = 4, 6

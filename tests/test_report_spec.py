@@ -34,13 +34,13 @@ def test_full_sweep_adds_every_listed_variant_once(repo_config):
     assert models[len(config["run"]["models"]):] == [
         "prior_025", "prior_050", "prior_075", "prior_150", "prior_200", "dir_001", "dir_003", "dir_008", "dir_010",
         "pid002_syn005", "pid005_syn002", "pid002_syn008", "pid008_syn002"]
-    assert len(models) == len(set(models)) == 36  # RIDER-MoE, nine ablations, four remedies, nine baselines, 13 sweeps
+    assert len(models) == len(set(models)) == 37  # RIDER-MoE, nine ablations, four remedies, ten baselines, 13 sweeps
 
 
 def test_spec_from_config_runs_labels_and_paper_counterparts(repo_config):
     spec = ReportSpec.from_json(json.dumps(spec_from_config(repo_config, EVAL), sort_keys=True))
-    # ten RIDER-MoE variants, four remedies, nine baselines
-    assert len(spec.runs) == len(repo_config["run"]["models"]) * 2 == 23 * 2
+    # ten RIDER-MoE variants, four remedies, ten baselines
+    assert len(spec.runs) == len(repo_config["run"]["models"]) * 2 == 24 * 2
     assert spec.runs[0].eval.as_posix() == "results/synth_mosi/rider_moe/seed0/eval.json"
     assert list(spec.models) == repo_config["run"]["models"]  # the order survives sorted JSON keys
     assert spec.models["no_prior"] == "w/o prior injection (λ_p = 0)"

@@ -7,6 +7,7 @@ entry here. The trainer, the checkpoint loader and the evaluator build from thes
 from __future__ import annotations
 
 from rider.model.config import LossWeights, ModelConfig, paper_config
+from rider.model.dmd import KIND as DMD
 from rider.model.emoe import KIND as EMOE
 from rider.model.experts import EXPERTS
 from rider.model.kind import ModelKind, Signal
@@ -46,5 +47,5 @@ TEXT_ONLY = ModelKind(
 )
 
 MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT, MISA,
-                                                                  SELF_MM, MMIM, EMOE, T_HNE, MMA)}
+                                                                  SELF_MM, MMIM, DMD, EMOE, T_HNE, MMA)}
 DEFAULT_KIND = RIDER_MOE.name
