@@ -84,18 +84,24 @@ def check_signal_chain(result):
 
 
 def test_quality_latent_is_tracked_when_the_cache_has_it(small_dataset, tmp_path):
-    cache = tmp_path / "cache.h5"
-    shutil.copy(small_dataset["cache"], cache)
-    with h5py.File(cache, "a") as f:  # an older cache given the generator's quality latent, columns T, A, V
-        n = f["test/labels"].shape[0]
-        quality = np.ones((n, 3), dtype=np.float32)
-        quality[: n // 3, 1] = 0.3  # a third of the segments with degraded audio
-        f["test/latents/quality"] = quality
-    folder = tmp_path / "run"
     run = {"model": TINY_RUN["model"], "train": {**TINY_RUN["train"], "epochs": 1}}
-    train(RunSpec.from_dict(run), cache, folder, seed=1, threads=2)
-    plan = build_plan(cache, tmp_path / "plan.h5", grids={"missing": [0.0, 0.5]}, seed=0)
-    result = evaluate(folder, cache, plan, tmp_path / "eval.json", threads=2)
+    results = {}
+    for name in ("older", "hand"):
+        cache = tmp_path / f"{name}.h5"
+        shutil.copy(small_dataset["cache"], cache)
+        with h5py.File(cache, "a") as f:
+            del f["test/latents/quality"]  # "older": a cache from before the generator wrote it
+            if name == "hand":  # a hand-made quality latent, columns T, A, V
+                n = f["test/labels"].shape[0]
+                quality = np.ones((n, 3), dtype=np.float32)
+                quality[: n // 3, 1] = 0.3  # a third of the segments with degraded audio
+                f["test/latents/quality"] = quality
+        folder = tmp_path / name
+        train(RunSpec.from_dict(run), cache, folder, seed=1, threads=2)
+        plan = build_plan(cache, tmp_path / f"{name}-plan.h5", grids={"missing": [0.0, 0.5]}, seed=0)
+        results[name] = evaluate(folder, cache, plan, tmp_path / f"{name}-eval.json", threads=2)
+    assert "quality_tracking" not in results["older"]
+    result = results["hand"]
     tracked = result["quality_tracking"]
     assert set(tracked) == {"entropy", "relative_reliability", "importance", "reliability"}
     assert set(tracked["reliability"]) == {"pearson", "spearman", "auroc"}
@@ -111,7 +117,7 @@ def test_single_expert_has_no_dir_checks(small_dataset, plan, tmp_path):
     assert "dir" not in result and result["experts"] == ["single"]
     assert set(result["latent_correlation"]) == {"single"}
     assert all(len(p["routing"]) == 1 for p in result["stress"]["noise"])
-    assert "quality_tracking" not in result  # the test cache has no quality latent
+    assert set(result["quality_tracking"]["reliability"]) == {"pearson", "spearman", "auroc"}  # the generator's q_m
     assert set(result["clean_signals"]["expert_prior"]) == {"single"}
 
 
