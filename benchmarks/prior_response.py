@@ -18,7 +18,6 @@ weight decay, with a ten times larger learning rate on W_prior alone, and with s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 import numpy as np

@@ -1,6 +1,5 @@
 """Corruption-aware training: the seeded stream of stressed training batches (rider.train.corruption)."""
 
-import dataclasses
 import math
 
 import numpy as np

@@ -59,7 +59,7 @@ Shapes: B batch, L words, T sub-tokens, D hidden, r bottleneck, M = 3 modalities
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch

@@ -30,7 +30,6 @@ from rider.report.layout import DIAGNOSTICS, INTENDED_LATENT
 from rider.report.spec import RunRef
 
 KEYS = ["dataset", "model", "seed"]
-ROUTING_GROUPS = ("π_U", "π_R", "π_S")  # π_U = π_U_T + π_U_A + π_U_V (paper §4.4)
 
 
 def load_evaluations(runs: Iterable[RunRef]) -> dict[RunRef, dict]:
@@ -115,8 +114,8 @@ def chain_scalars(result: Mapping) -> dict[str, float]:
     for stressor, signals in result.get("separation", {}).items():
         for signal, value in signals.items():
             out[f"separation.{stressor}.{signal}"] = over_axis(value)
-    for signal, stats in result.get("quality_tracking", {}).items():
-        for stat, value in stats.items():
+    for signal, tracked in result.get("quality_tracking", {}).items():
+        for stat, value in tracked.items():
             out[f"quality.{signal}.{stat}"] = over_axis(value)
     if set(INTENDED_LATENT) <= set(result.get("latent_correlation", {})):
         out["latent.diagonal"] = latent_diagonality(result["latent_correlation"], INTENDED_LATENT)

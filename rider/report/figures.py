@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from rider.atomic import atomic_path
 from rider.metrics import HEADLINE_ACC2
-from rider.report.aggregate import ROUTING_GROUPS, over_seeds
+from rider.report.aggregate import over_seeds
 from rider.report.layout import (DIAGNOSTIC_TITLES, DIAGNOSTICS, FIGURE_FORMATS, FIGURES, INTENDED_LATENT, LATENTS,
                                  STRESSOR_TITLES, STRESSORS)
 from rider.report.spec import ReportSpec

@@ -21,7 +21,6 @@ from typing import Final
 import h5py
 import numpy as np
 
-from rider.data.cache import MASKED_WORD  # a word whose text features a stressor zeroed (used by the stressors)
 from rider.h5 import open_h5
 
 MODALITIES: Final[tuple[str, ...]] = ("text", "audio", "vision")  # column order of every presence mask (N, 3)

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rider.stress.inputs import FEATURE_KEYS, MASKED_WORD, MODALITIES
+from rider.data.cache import MASKED_WORD
+from rider.stress.inputs import FEATURE_KEYS, MODALITIES
 
 
 def expected_drop_rate(m: float) -> float:

@@ -25,7 +25,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rider.stress.inputs import FEATURE_KEYS, MASKED_WORD, NOISY_MODALITIES
+from rider.data.cache import MASKED_WORD
+from rider.stress.inputs import FEATURE_KEYS, NOISY_MODALITIES
 
 
 def position_ranks(rng: np.random.Generator, lengths: np.ndarray, max_len: int) -> np.ndarray:
