@@ -87,6 +87,7 @@ from rider.config import ConfigSection
 from rider.model.kind import MODALITY_NAMES, ModelKind, check_input_widths
 from rider.model.mult import DIRECTIONS, Transformer
 from rider.model.objective import PureObjective, task_loss
+from rider.model.padding import needed_steps
 
 # The authors' modality order in the distillation graphs (l, v, a): their edge priors are written in it.
 GRAPH_ORDER = ("text", "vision", "audio")
@@ -315,9 +316,7 @@ class DMD(nn.Module):
         # Only the words any real step can see are computed on: up to the longest sample's last window (as MulT).
         # Every later step of every stream is zero (below), so the full-length streams are these, zero-padded.
         widest = max(cfg.kernel(m) for m in MODALITY_NAMES)
-        cut = cfg.max_len
-        if not torch.compiler.is_compiling():  # a data-dependent length would recompile every batch
-            cut = min(cfg.max_len, max(int(lengths.max()), 1) + widest - 1)
+        cut = needed_steps(lengths, cfg.max_len, widest - 1)
         words = (torch.arange(cut, device=text.device)[None, :] < lengths[:, None])[..., None]  # (B, cut, 1)
         inputs = {m: F.pad(x[:, :cut], (0, 0, 0, cut - min(L, cut))) * words  # (B, cut, D_m), zero beyond lengths
                   for m, x in (("text", text), ("audio", audio), ("vision", vision))}

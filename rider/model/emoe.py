@@ -74,6 +74,7 @@ from rider.config import ConfigSection
 from rider.model.kind import MODALITY_NAMES, ModelKind, check_input_widths
 from rider.model.mult import Transformer
 from rider.model.objective import Objective, PureObjective, task_loss
+from rider.model.padding import needed_steps
 
 EXPERT_NAMES = ("T", "A", "V")  # one expert per modality, in MODALITY_NAMES order
 
@@ -256,9 +257,8 @@ class EMOE(nn.Module):
         # steps no real word reaches are cut (not under torch.compile: a data-dependent length recompiles).
         widest = max(cfg.kernel(m) for m in MODALITY_NAMES)
         inputs = {m: F.pad(x, (0, 0, 0, widest - 1)) for m, x in inputs.items()}  # (B, L + widest - 1, D_m)
-        if not torch.compiler.is_compiling():
-            steps = max(int(lengths.max()), 1) + widest - 1
-            inputs = {m: x[:, :steps] for m, x in inputs.items()}
+        steps = needed_steps(lengths, L + widest - 1, widest - 1)
+        inputs = {m: x[:, :steps] for m, x in inputs.items()}
         inputs["text"] = F.dropout(inputs["text"], cfg.text_dropout, self.training)
         hidden, projected, unimodal = [], [], []
         for m in MODALITY_NAMES:

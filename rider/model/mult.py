@@ -71,6 +71,7 @@ import torch.nn.functional as F
 from rider.config import ConfigSection
 from rider.model.kind import MODALITY_NAMES, ModelKind
 from rider.model.objective import TaskLoss, task_objective
+from rider.model.padding import needed_steps
 
 
 @dataclass(frozen=True)
@@ -263,9 +264,7 @@ class MulT(nn.Module):
         widest = max(cfg.kernel(m) for m in MODALITY_NAMES)
         if L < widest:
             raise ValueError(f"MulT: sequences of {L} words are shorter than the widest kernel ({widest})")
-        if not torch.compiler.is_compiling():
-            # Steps beyond the longest sample's last window are padding that no real step can see.
-            L = min(L, max(int(lengths.max()), 1) + widest - 1)
+        L = needed_steps(lengths, L, widest - 1)  # later steps: padding no real step's window reaches
         words = (torch.arange(L, device=text.device)[None, :] < lengths[:, None])[..., None]  # (B, L, 1)
         inputs = {m: x[:, :L] * words for m, x in inputs.items()}  # (B, L, D_m), zero beyond lengths
         inputs["text"] = F.dropout(inputs["text"], cfg.text_dropout, self.training)

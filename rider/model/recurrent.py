@@ -17,12 +17,13 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from rider.model.padding import needed_steps
+
 
 def truncate(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """(B, L, D) -> (B, L', D) with L' the batch's longest sample (at least 1): the steps after it are padding for
-    every sample, and an LSTM's cost grows with the steps it runs."""
-    steps = max(int(lengths.max()), 1) if lengths.numel() else 1
-    return x[:, :steps]
+    every sample, and an LSTM's cost grows with the steps it runs. Whole under graph capture (rider.model.padding)."""
+    return x[:, :needed_steps(lengths, x.shape[1])]
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,7 @@ from rider.config import ConfigSection
 from rider.model.kind import ModelKind, check_input_widths
 from rider.model.mult import Transformer
 from rider.model.objective import Objective, PureObjective, task_loss
+from rider.model.padding import needed_steps
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,7 @@ class THNE(nn.Module):
         B, L, _ = text.shape
         if L > cfg.max_len:
             raise ValueError(f"t-HNE: sequences of {L} words, the config has max_len = {cfg.max_len}")
-        if not torch.compiler.is_compiling():
-            L = max(int(lengths.max()), 1)  # steps beyond the longest sample are padding nobody sees
+        L = needed_steps(lengths, L)  # steps beyond the longest sample are padding nobody sees
         words = (torch.arange(L, device=text.device)[None, :] < lengths[:, None])[..., None]  # (B, L, 1)
         streams = {m: self.project[m](x[:, :L] * words)
                    for m, x in (("text", text), ("audio", audio), ("vision", vision))}  # (B, L, D) each
