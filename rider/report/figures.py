@@ -142,15 +142,21 @@ def figure3(curves: pd.DataFrame, spec: ReportSpec) -> Figure:
                         drawn = True
                     if not drawn:
                         _empty(ax, f"no {stressor} evaluation")
-                    ax.set_title(" · ".join(filter(None, (dataset, STRESSOR_TITLES[stressor], title))), fontsize=8)
-                    ax.tick_params(labelsize=7)
-                    ax.grid(alpha=0.3)
-                    if d == 0 and s == 0:
-                        ax.set_ylabel(ylabel, fontsize=8)
-                    if r == len(CURVE_METRICS) - 1:
-                        ax.set_xlabel("severity", fontsize=8)
+                    _severity_panel(ax, " · ".join(filter(None, (dataset, STRESSOR_TITLES[stressor], title))),
+                                    ylabel if d == 0 and s == 0 else None, r == len(CURVE_METRICS) - 1)
     _legend(fig, axes)
     return fig
+
+
+def _severity_panel(ax, title: str, ylabel: str | None, xlabel: bool, title_size: int = 8) -> None:
+    """The common dress of a panel drawn against severity (Figures 3 and 4, the chain figure)."""
+    ax.set_title(title, fontsize=title_size)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel, fontsize=8)
+    if xlabel:
+        ax.set_xlabel("severity", fontsize=8)
 
 
 def _legend(fig: Figure, axes) -> None:
@@ -180,13 +186,9 @@ def figure4(routing: pd.DataFrame, spec: ReportSpec) -> Figure:
             else:
                 for i, (group, curve) in enumerate(part.groupby("group", sort=False)):
                     _band(ax, curve, 1.0, ROUTING_COLORS.get(group, others(i % others.N)), group, width=1.8)
-            ax.set_title(f"{dataset} · {STRESSOR_TITLES[stressor]}", fontsize=8)
             ax.set_ylim(0, 1)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-            ax.set_xlabel("severity", fontsize=8)
-            if s == 0:
-                ax.set_ylabel(f"mean π⁽⁰⁾, {model}", fontsize=8)
+            _severity_panel(ax, f"{dataset} · {STRESSOR_TITLES[stressor]}",
+                            f"mean π⁽⁰⁾, {model}" if s == 0 else None, xlabel=True)
     _legend(fig, axes)
     return fig
 
@@ -298,13 +300,8 @@ def figure_chain(chain: pd.DataFrame, routing: pd.DataFrame, spec: ReportSpec) -
                         ax.set_ylim(bottom=0)
                     else:
                         ax.set_ylim(0, 1)
-                    ax.set_title(f"{dataset} · {STRESSOR_TITLES[stressor]} · {model}", fontsize=7)
-                    ax.tick_params(labelsize=7)
-                    ax.grid(alpha=0.3)
-                    if d == 0 and s == 0:
-                        ax.set_ylabel(ylabel, fontsize=8)
-                    if r == len(CHAIN_LINKS) - 1:
-                        ax.set_xlabel("severity", fontsize=8)
+                    _severity_panel(ax, f"{dataset} · {STRESSOR_TITLES[stressor]} · {model}",
+                                    ylabel if d == 0 and s == 0 else None, r == len(CHAIN_LINKS) - 1, title_size=7)
     _legend(fig, axes)
     return fig
 
