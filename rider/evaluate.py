@@ -32,7 +32,7 @@ from rider.atomic import write_json
 from rider.checkpoint import METADATA, WEIGHTS, load_checkpoint
 from rider.chain import quality_tracking, separation, signal_means
 from rider.data.cache import cache_dataset, read_words
-from rider.data.split import arrays_to_split, feature_scales, read_arrays
+from rider.data.split import arrays_to_split, feature_scales, read_latents
 from rider.device import resolve_device
 from rider.diagnostics import dir_diagnostics, latent_correlations
 from rider.metrics import METRIC_KEYS, nauc, regression_metrics
@@ -134,10 +134,8 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
     }
     if dir_checks:
         result["dir"] = dir_diagnostics(clean["experts"], clean["routing"], labels)
-    # Only a routed kind has experts, and only a kind with signals has something to hold against the ground truth:
-    # the test split is read again for nothing else.
-    wants_latents = kind.routed or bool(kind.signals)
-    latents = read_arrays(cache_path, "test", text_feature).get("latents") if wants_latents else None
+    # The ground truth (synthetic data): a routed kind's experts and a kind's signals are held against it.
+    latents = read_latents(cache_path, "test")
     if latents is not None and kind.routed:
         result["latent_correlation"] = latent_correlations(clean["experts"][0], latents, experts)
     if latents is not None and "quality" in latents and kind.signals:  # older caches have no quality latent

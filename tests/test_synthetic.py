@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -15,7 +16,7 @@ from rider.data.cache import build_cache, validate_cache
 from rider.data.csd import METADATA_KEYS, ROLES, read_metadata, read_sequence
 from rider.data.folds import standard_folds
 from rider.data.modality_probes import ALL, label_probes, quality_probes, segment_statistics
-from rider.data.split import read_arrays
+from rider.data.split import read_arrays, read_latents
 from rider.data.synthetic import RAW_FILES, LabelWeights, QualityConfig, SyntheticConfig, _draw_quality, _garble, generate
 
 from conftest import TINY
@@ -209,3 +210,14 @@ def test_text_carries_most_of_the_label_and_all_three_more(mosi_dataset):
     assert audio < 0.68 and vision < 0.68 and text - max(audio, vision) > 0.08, table
     # Synergy needs all three (and a non-linear probe): all three beat text alone clearly.
     assert table[ALL]["mlp_acc2"] > table["text_glove"]["mlp_acc2"] + 0.04, table
+
+
+def test_read_latents_reads_the_latents_alone(tiny_dataset, tmp_path):
+    with_all = read_arrays(tiny_dataset["cache"], "test")["latents"]
+    alone = read_latents(tiny_dataset["cache"], "test")
+    assert set(alone) == set(with_all) and all(np.array_equal(alone[k], with_all[k]) for k in alone)
+    cache = tmp_path / "cache.h5"
+    shutil.copy(tiny_dataset["cache"], cache)
+    with h5py.File(cache, "a") as handle:
+        del handle["test/latents"]  # a cache of real data has none
+    assert read_latents(cache, "test") is None

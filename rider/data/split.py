@@ -91,12 +91,29 @@ def read_arrays(cache_path: str | os.PathLike, split: str, text_feature: str = "
             arrays = {name: group[name][:] for name in names}
             arrays["ids"] = group["ids"].asstr()[:]
             if "latents" in group:
-                arrays["latents"] = {name: group[f"latents/{name}"][:] for name in group["latents"]}
+                arrays["latents"] = _latents(group)
         except OSError as err:
             raise DataError(f"{cache_path}: not a readable cache file (truncated or corrupt?): {err}") from None
     if words:
         arrays["words"] = read_words(cache_path, split)
     return arrays
+
+
+def read_latents(cache_path: str | os.PathLike, split: str) -> dict[str, np.ndarray] | None:
+    """A split's ground-truth latents (synthetic data), or None where the cache has none; nothing else is read."""
+    with open_h5(cache_path, "cache file") as handle:
+        if split not in handle:
+            raise DataError(f"{cache_path}: no split '{split}'")
+        if "latents" not in handle[split]:
+            return None
+        try:
+            return _latents(handle[split])
+        except OSError as err:
+            raise DataError(f"{cache_path}: not a readable cache file (truncated or corrupt?): {err}") from None
+
+
+def _latents(group) -> dict[str, np.ndarray]:
+    return {name: group[f"latents/{name}"][:] for name in group["latents"]}
 
 
 def load_split(cache_path: str | os.PathLike, split: str, device: torch.device,
