@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from rider.metrics import pearson
 from rider.model import EXPERTS
 
 U_EXPERTS = (0, 1, 2)  # U_T, U_A, U_V: their modality m is at view index 1 + m when masked
 R, S = EXPERTS.index("R"), EXPERTS.index("S")
 PRESENT_VIEWS = {0: (2, 3), 1: (1, 3), 2: (1, 2)}  # P_m \ {0}: Eq. 42 — the masked views where m stays
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def dir_diagnostics(y: np.ndarray, pi: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -38,7 +33,7 @@ def dir_diagnostics(y: np.ndarray, pi: np.ndarray, labels: np.ndarray) -> dict[s
         "delta_u": dict(zip(("T", "A", "V"), map(float, delta_u))),
         "var_r": var_r,
         "off_s": off_s,
-        "corr_syn_residual": _pearson(pi[:, S] * y[0, :, S], delta),  # Eq. 58
+        "corr_syn_residual": pearson(pi[:, S] * y[0, :, S], delta),  # Eq. 58
     }
 
 
@@ -50,5 +45,5 @@ def latent_correlations(y_full: np.ndarray, latents: dict[str, np.ndarray],
     """
     columns = {"r": latents["r"], "s": latents["s"],
                **{f"u_{m}": latents["u"][:, i] for i, m in enumerate(("T", "A", "V"))}}
-    return {expert: {name: _pearson(y_full[:, e], value) for name, value in columns.items()}
+    return {expert: {name: pearson(y_full[:, e], value) for name, value in columns.items()}
             for e, expert in enumerate(experts)}
