@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from rider.data.split import load_split
-from rider.model import Batch, LossWeights, ModelConfig, build_model
-from rider.model.losses import rider_objective
+from rider.model import Batch, build_model
+from rider.model.rider_moe.config import LossWeights, ModelConfig
+from rider.model.rider_moe.losses import rider_objective
 from rider.model.objective import weighted_loss
 
 SETTINGS = {

@@ -28,8 +28,12 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from rider.model import LossWeights, RiderMoE, build_model, compute_loss, copy_expert_weights, count_parameters
-from rider.model.config import paper_config
+from rider.model import build_model, count_parameters
+from rider.model.rider_moe.config import LossWeights
+from rider.model.rider_moe.experts import copy_expert_weights
+from rider.model.rider_moe.losses import compute_loss
+from rider.model.rider_moe.network import RiderMoE
+from rider.model.rider_moe.config import paper_config
 
 STEPS_PER_EPOCH = {"mosi": 41, "mosei": 511}  # App. D: 1,284 and 16,326 training samples, batch 32
 EPOCHS = 60

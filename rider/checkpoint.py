@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from rider.atomic import atomic_path, write_json
-from rider.data.csd import DataError
+from rider.errors import DataError
 from rider.model import DEFAULT_KIND, build_model, model_kind
 from rider.readers import load_state_dict, read_json
 

@@ -280,15 +280,6 @@ def _report(args: argparse.Namespace) -> None:
     log.info("wrote %s", ", ".join(str(path) for path in written))
 
 
-def _dataset_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("configuration (either --spec, or --config with --dataset)")
-    group.add_argument("--spec", type=_json_object, help="JSON of the dataset's config section (what Snakemake passes)")
-    group.add_argument("--config", type=_input_file("config file"), help="a config.yaml to read the section from")
-    group.add_argument("--dataset", help="the dataset's name in that config")
-    group.add_argument("--schema", type=_input_file("JSON schema"),
-                       help=f"JSON schema for --config (default: <config folder>/{DEFAULT_SCHEMA})")
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with the one-line error of every other failure (argparse prints the usage above it)."""
 
@@ -296,133 +287,165 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Arguments:
+    """A stage's arguments, each kind declared once here: an input file of some kind, an output file or folder,
+    the JSON spec, the dataset's section, the cache, the dataset name, the seed, threads. Each method adds one and
+    returns the builder, so a stage's block reads as the list of what it takes."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        self.parser = parser
+
+    def add(self, *flags: str, **options: Any) -> "_Arguments":
+        self.parser.add_argument(*flags, **options)
+        return self
+
+    def input(self, flag: str, what: str, help: str | None = None, required: bool = True) -> "_Arguments":
+        """An existing file; ``what`` names its kind in the error when it is missing or a folder."""
+        return self.add(flag, required=required, type=_input_file(what), help=help or what)
+
+    def folder(self, flag: str, what: str, help: str | None = None) -> "_Arguments":
+        return self.add(flag, required=True, type=_input_folder(what), help=help or what)
+
+    def out(self, help: str, flag: str = "--out") -> "_Arguments":
+        return self.add(flag, required=True, type=_output_file, help=help)
+
+    def out_dir(self, help: str) -> "_Arguments":
+        return self.add("--out-dir", required=True, type=_output_folder, help=help)
+
+    def spec(self, help: str) -> "_Arguments":
+        return self.add("--spec", required=True, type=_json_object, help=help)
+
+    def dataset_section(self) -> "_Arguments":
+        """The dataset's config section: --spec JSON (what Snakemake passes), or --config with --dataset."""
+        group = self.parser.add_argument_group("configuration (either --spec, or --config with --dataset)")
+        group.add_argument("--spec", type=_json_object,
+                           help="JSON of the dataset's config section (what Snakemake passes)")
+        group.add_argument("--config", type=_input_file("config file"), help="a config.yaml to read the section from")
+        group.add_argument("--dataset", help="the dataset's name in that config")
+        group.add_argument("--schema", type=_input_file("JSON schema"),
+                           help=f"JSON schema for --config (default: <config folder>/{DEFAULT_SCHEMA})")
+        return self
+
+    def cache(self) -> "_Arguments":
+        return self.input("--cache", "cache file", "cache HDF5 file")
+
+    def dataset(self) -> "_Arguments":
+        return self.add("--dataset", help="the dataset this is for: a cache file built for another one is refused "
+                                          "(a swapped cache)")
+
+    def seed(self) -> "_Arguments":
+        return self.add("--seed", required=True, type=_seed, help=f"training seed, 0 to {MAX_SEED}")
+
+    def threads(self) -> "_Arguments":
+        return self.add("--threads", type=_count, help="CPU threads for torch")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rider", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging; a traceback for internal errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
-    def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
+    def command(name: str, handler: Callable, help: str) -> _Arguments:
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler)
-        return sub
+        return _Arguments(sub)
 
-    cache_file, plan_file = _input_file("cache file"), _input_file("stress plan")
-    dataset_help = "the dataset this is for: a cache file built for another one is refused (a swapped cache)"
+    command("generate", _generate, "Write the synthetic dataset's .csd files, GloVe file and latents.") \
+        .dataset_section().out_dir("raw folder to write into")
 
-    sub = command("generate", _generate, "Write the synthetic dataset's .csd files, GloVe file and latents.")
-    _dataset_options(sub)
-    sub.add_argument("--out-dir", required=True, type=_output_folder, help="raw folder to write into")
+    command("download", _download, "Download the CMU .csd files (SDK URLs) with retries.") \
+        .dataset_section().out_dir("raw folder to write into") \
+        .add("--roles", nargs="+", choices=("words", "audio", "vision", "labels", "glove_vectors"),
+             help="only these sequences (default: words, audio, vision, labels)")
 
-    sub = command("download", _download, "Download the CMU .csd files (SDK URLs) with retries.")
-    _dataset_options(sub)
-    sub.add_argument("--out-dir", required=True, type=_output_folder, help="raw folder to write into")
-    sub.add_argument("--roles", nargs="+", choices=("words", "audio", "vision", "labels", "glove_vectors"),
-                     help="only these sequences (default: words, audio, vision, labels)")
+    command("labels", _labels,
+            "Write a labels .csd and its transcript table from a segment table (CMU-MOSEI's label file rows).") \
+        .input("--segment-table", "segment table",
+               "the label file's rows with the standard split (mosei_segments.csv)") \
+        .input("--text-table", "transcript table", "a transcript per segment (mosei_text.csv)") \
+        .add("--folds", required=True, choices=("mosi", "mosei"),
+             help="the SDK's standard folds the cache applies; the table's split column must agree") \
+        .out("labels .csd to write", "--labels-out") \
+        .out("transcript table to write, keyed by the written rows (the transcribe stage's --segments)",
+             "--transcripts-out")
 
-    sub = command("labels", _labels,
-                  "Write a labels .csd and its transcript table from a segment table (CMU-MOSEI's label file rows).")
-    sub.add_argument("--segment-table", required=True, type=_input_file("segment table"),
-                     help="the label file's rows with the standard split (mosei_segments.csv)")
-    sub.add_argument("--text-table", required=True, type=_input_file("transcript table"),
-                     help="a transcript per segment (mosei_text.csv)")
-    sub.add_argument("--folds", required=True, choices=("mosi", "mosei"),
-                     help="the SDK's standard folds the cache applies; the table's split column must agree")
-    sub.add_argument("--labels-out", required=True, type=_output_file, help="labels .csd to write")
-    sub.add_argument("--transcripts-out", required=True, type=_output_file,
-                     help="transcript table to write, keyed by the written rows (the transcribe stage's --segments)")
+    command("transcribe", _transcribe,
+            "Write a words .csd from segment transcripts, spread over each segment's labelled interval.") \
+        .input("--labels", "label .csd", "the label .csd (segment intervals): genuine, or written by `rider labels`") \
+        .input("--segments", "transcript table",
+               "transcript table keyed by the label file's rows (mosi_segments.csv, or `rider labels`'s)") \
+        .out("words .csd to write")
 
-    sub = command("transcribe", _transcribe,
-                  "Write a words .csd from segment transcripts, spread over each segment's labelled interval.")
-    sub.add_argument("--labels", required=True, type=_input_file("label .csd"),
-                     help="the label .csd (segment intervals): genuine, or written by `rider labels`")
-    sub.add_argument("--segments", required=True, type=_input_file("transcript table"),
-                     help="transcript table keyed by the label file's rows (mosi_segments.csv, or `rider labels`'s)")
-    sub.add_argument("--out", required=True, type=_output_file, help="words .csd to write")
-
-    sub = command("align", _align, "Align audio and vision to the words (SDK rules); group words per segment.")
-    _dataset_options(sub)
+    align = command("align", _align, "Align audio and vision to the words (SDK rules); group words per segment.") \
+        .dataset_section()
     for role in ("words", "labels"):
-        sub.add_argument(f"--{role}", required=True, type=_input_file(f"{role} .csd"), help=f"{role} .csd file")
+        align.input(f"--{role}", f"{role} .csd", f"{role} .csd file")
     for role in ("audio", "vision"):
-        sub.add_argument(f"--{role}", type=_input_file(f"{role} .csd"),
-                         help=f"{role} .csd file (left out for a dataset without {role})")
-    sub.add_argument("--glove-vectors", type=_input_file("word-vector .csd"),
-                     help="the SDK's word-vector .csd (300-d GloVe per word), aligned to the words for text_glove")
-    sub.add_argument("--aligner", choices=("fast", "sdk"),
-                     help="fast (vectorised, streamed through the videos) or sdk (the CMU SDK itself, the "
-                          "reference); "
-                          "default: the spec's `aligner`, else fast")
-    sub.add_argument("--out", required=True, type=_output_file, help="aligned HDF5 file to write")
+        align.input(f"--{role}", f"{role} .csd", f"{role} .csd file (left out for a dataset without {role})",
+                    required=False)
+    align.input("--glove-vectors", "word-vector .csd",
+                "the SDK's word-vector .csd (300-d GloVe per word), aligned to the words for text_glove",
+                required=False) \
+        .add("--aligner", choices=("fast", "sdk"),
+             help="fast (vectorised, streamed through the videos) or sdk (the CMU SDK itself, the reference); "
+                  "default: the spec's `aligner`, else fast") \
+        .out("aligned HDF5 file to write")
 
-    sub = command("cache", _cache, "Build the padded per-split training cache from the aligned file.")
-    _dataset_options(sub)
-    sub.add_argument("--aligned", required=True, type=_input_file("aligned HDF5 file"), help="aligned HDF5 file")
-    sub.add_argument("--glove", type=_input_file("GloVe file"),
-                     help="GloVe-format word-vector file; without it text_glove comes from the aligned file's "
-                          "SDK word vectors, or has zero columns (then the spec's text_encoder must name a model)")
-    sub.add_argument("--latents", type=_input_file("latents file"), help="synthetic ground-truth latents (optional)")
-    sub.add_argument("--name", help="dataset name recorded in the cache (default: --dataset)")
-    sub.add_argument("--out", required=True, type=_output_file, help="cache HDF5 file to write")
+    command("cache", _cache, "Build the padded per-split training cache from the aligned file.") \
+        .dataset_section() \
+        .input("--aligned", "aligned HDF5 file") \
+        .input("--glove", "GloVe file",
+               "GloVe-format word-vector file; without it text_glove comes from the aligned file's SDK word vectors, "
+               "or has zero columns (then the spec's text_encoder must name a model)", required=False) \
+        .input("--latents", "latents file", "synthetic ground-truth latents (optional)", required=False) \
+        .add("--name", help="dataset name recorded in the cache (default: --dataset)") \
+        .out("cache HDF5 file to write")
 
-    sub = command("plan", _plan, "Draw the seeded stress plan (every stressor x severity) for a dataset's test split.")
-    sub.add_argument("--spec", required=True, type=_json_object,
-                     help='JSON of the config\'s stress section: {"seed": .., "grids": {..}} (defaults when left out)')
-    sub.add_argument("--cache", required=True, type=cache_file, help="cache HDF5 file")
-    sub.add_argument("--dataset", help=dataset_help)
-    sub.add_argument("--out", required=True, type=_output_file, help="plan HDF5 file to write")
+    command("plan", _plan, "Draw the seeded stress plan (every stressor x severity) for a dataset's test split.") \
+        .spec('JSON of the config\'s stress section: {"seed": .., "grids": {..}} (defaults when left out)') \
+        .cache().dataset().out("plan HDF5 file to write")
 
-    sub = command("train", _train, "Train one model variant with one seed; keep the best-validation-MAE checkpoint.")
-    sub.add_argument("--spec", required=True, type=_json_object,
-                     help='JSON {"model": {..}, "loss": {..}, "train": {..}}')
-    sub.add_argument("--cache", required=True, type=cache_file, help="cache HDF5 file")
-    sub.add_argument("--dataset", help=dataset_help)
-    sub.add_argument("--seed", required=True, type=_seed, help=f"training seed, 0 to {MAX_SEED}")
-    sub.add_argument("--threads", type=_count, help="CPU threads for torch")
-    sub.add_argument("--out-dir", required=True, type=_output_folder, help="checkpoint folder to write")
+    command("train", _train, "Train one model variant with one seed; keep the best-validation-MAE checkpoint.") \
+        .spec('JSON {"kind": .., "model": {..}, "loss": {..}, "train": {..}}') \
+        .cache().dataset().seed().threads().out_dir("checkpoint folder to write")
 
-    sub = command("evaluate", _evaluate, "Evaluate a checkpoint: clean, every stressor and severity, nAUC, DIR checks.")
-    sub.add_argument("--checkpoint", required=True, type=_input_folder("checkpoint folder"),
-                     help="checkpoint folder (model.pt, config.json, ...)")
-    sub.add_argument("--cache", required=True, type=cache_file, help="cache HDF5 file")
-    sub.add_argument("--plan", required=True, type=plan_file,
-                     help="stress plan HDF5 file (it must have been drawn from --cache)")
-    sub.add_argument("--dataset", help=dataset_help)
-    sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    sub.add_argument("--threads", type=_count, help="CPU threads for torch")
-    sub.add_argument("--out", required=True, type=_output_file, help="evaluation JSON to write")
-    sub.add_argument("--predictions", type=_output_file,
-                     help="HDF5 file to write every per-sample test prediction into (the report's bootstrap test)")
+    command("evaluate", _evaluate, "Evaluate a checkpoint: clean, every stressor and severity, nAUC, DIR checks.") \
+        .folder("--checkpoint", "checkpoint folder", "checkpoint folder (model.pt, config.json, ...)") \
+        .cache() \
+        .input("--plan", "stress plan", "stress plan HDF5 file (it must have been drawn from --cache)") \
+        .dataset() \
+        .add("--device", default="auto", choices=("auto", "cpu", "cuda")) \
+        .threads() \
+        .out("evaluation JSON to write") \
+        .add("--predictions", type=_output_file,
+             help="HDF5 file to write every per-sample test prediction into (the report's bootstrap test)")
 
-    sub = command("overhead", _overhead,
-                  "Time a trained run's training step, single view against the four views (App. D); write JSON.")
-    sub.add_argument("--run-config", required=True, type=_input_file("checkpoint configuration"),
-                     help="the run's checkpoint config.json")
-    sub.add_argument("--cache", required=True, type=_input_file("cache file"),
-                     help="cache HDF5 file (its training split size)")
-    sub.add_argument("--dataset", required=True, help="the dataset's name (recorded)")
-    sub.add_argument("--paper", choices=("mosi", "mosei"), help="the paper dataset whose App. D numbers sit beside")
-    sub.add_argument("--steps", type=_count, default=10, help="timed steps (median reported)")
-    sub.add_argument("--warmup", type=_count, default=2, help="untimed steps first")
-    sub.add_argument("--threads", type=_count, help="CPU threads for torch")
-    sub.add_argument("--out", required=True, type=_output_file, help="timing JSON to write")
+    command("overhead", _overhead,
+            "Time a trained run's training step, single view against the four views (App. D); write JSON.") \
+        .input("--run-config", "checkpoint configuration", "the run's checkpoint config.json") \
+        .input("--cache", "cache file", "cache HDF5 file (its training split size)") \
+        .add("--dataset", required=True, help="the dataset's name (recorded)") \
+        .add("--paper", choices=("mosi", "mosei"), help="the paper dataset whose App. D numbers sit beside") \
+        .add("--steps", type=_count, default=10, help="timed steps (median reported)") \
+        .add("--warmup", type=_count, default=2, help="untimed steps first") \
+        .threads() \
+        .out("timing JSON to write")
 
-    sub = command("count", _count_parameters, "Count each model kind's parameters at its authors' published sizes; write JSON.")
-    sub.add_argument("--kinds", required=True, nargs="+", help="model kinds (rider.model.MODEL_KINDS)")
-    sub.add_argument("--out", required=True, type=_output_file, help="JSON file to write")
+    command("count", _count_parameters,
+            "Count each model kind's parameters at its authors' published sizes; write JSON.") \
+        .add("--kinds", required=True, nargs="+", help="model kinds (rider.model.MODEL_KINDS)") \
+        .out("JSON file to write")
 
-    sub = command("report", _report, "Write the report's tables (with App. D) or figures from the evaluations.")
-    sub.add_argument("part", choices=("tables", "figures"),
-                     help="tables: Tables 1-6 and App. D; figures: Figures 3-5 and the latents")
-    sub.add_argument("--spec", required=True, type=_json_object,
-                     help='JSON: {"runs": [{"dataset", "model", "seed", "eval"}], "models": [[name, label]], '
-                          '"reference", "alpha", "tables", "paper", "baselines", "overhead", "parameters"} '
-                          '(rider.report.spec)')
-    sub.add_argument("--paper", type=_input_file("published-results table"),
-                     help="published Tables 1-5 (resources/paper/rider_moe_published.csv)")
-    sub.add_argument("--paper-cost", type=_input_file("published-cost table"),
-                     help="published Table 6 and App. D (resources/paper/rider_moe_published_cost.csv)")
-    sub.add_argument("--out-dir", required=True, type=_output_folder,
-                     help="folder to write the tables or figures into")
+    command("report", _report, "Write the report's tables (with App. D) or figures from the evaluations.") \
+        .add("part", choices=("tables", "figures"),
+             help="tables: Tables 1-6 and App. D; figures: Figures 3-5 and the latents") \
+        .spec('JSON: {"runs": [{"dataset", "model", "seed", "eval"}], "models": [[name, label]], "reference", '
+              '"alpha", "tables", "paper", "baselines", "overhead", "parameters"} (rider.report.spec)') \
+        .input("--paper", "published-results table", "published Tables 1-5 (resources/paper/rider_moe_published.csv)",
+               required=False) \
+        .input("--paper-cost", "published-cost table",
+               "published Table 6 and App. D (resources/paper/rider_moe_published_cost.csv)", required=False) \
+        .out_dir("folder to write the tables or figures into")
     return parser
 
 

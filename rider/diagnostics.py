@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from rider.metrics import pearson
-from rider.model import EXPERTS
+from rider.model.kind import INTERACTION_EXPERTS as EXPERTS
 
 U_EXPERTS = (0, 1, 2)  # U_T, U_A, U_V: their modality m is at view index 1 + m when masked
 R, S = EXPERTS.index("R"), EXPERTS.index("S")

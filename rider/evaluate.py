@@ -36,7 +36,8 @@ from rider.data.split import arrays_to_split, feature_scales, read_latents
 from rider.device import resolve_device
 from rider.diagnostics import dir_diagnostics, latent_correlations
 from rider.metrics import METRIC_KEYS, nauc, regression_metrics
-from rider.model import EXPERTS, ModelKind, model_kind
+from rider.model import ModelKind, model_kind
+from rider.model.kind import INTERACTION_EXPERTS
 from rider.predictions import Predictions, write_predictions
 from rider.provenance import check_built_from, file_record, sha256_file
 from rider.stress import (check_plan_cache, corrupted_modalities, iter_severities, load_test_split, read_plan,
@@ -108,7 +109,7 @@ def evaluate(checkpoint_dir: str | os.PathLike, cache_path: str | os.PathLike, p
     labels = test["labels"]
     experts = kind.expert_names(model_cfg)
     modalities = kind.modalities
-    dir_checks = kind.views and experts == EXPERTS  # App. C.4 needs the five U/R/S experts on the four views
+    dir_checks = kind.views and experts == INTERACTION_EXPERTS  # App. C.4 needs the five U/R/S experts on the four views
 
     clean = run_model(model, kind, test, None, scales, torch_device, text_feature, batch_size, with_views=dir_checks)
     result: dict[str, Any] = {

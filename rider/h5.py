@@ -9,7 +9,7 @@ from typing import Iterator
 
 import h5py
 
-from rider.data.csd import DataError
+from rider.errors import DataError
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from rider.atomic import atomic_path
-from rider.data.csd import DataError
+from rider.errors import DataError
 from rider.h5 import open_h5
 
 WHAT = "predictions file"

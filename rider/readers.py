@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from rider.data.csd import DataError
+from rider.errors import DataError
 
 
 def read_json(path: str | os.PathLike, what: str, expect: type = dict) -> Any:

@@ -1,12 +1,22 @@
-"""Shared fixtures: synthetic datasets generated once per test session, through the real stages."""
+"""Shared fixtures: synthetic datasets generated once per test run, through the real stages, and shared by the
+parallel workers (pytest-xdist): the first worker that asks builds, the others wait for it and read what it built."""
 
+import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
+from filelock import FileLock
 
 # Progress bars would flood pytest's captured output.
 os.environ.setdefault("TQDM_DISABLE", "1")
+# Each parallel worker computes on one thread (as the workflow's model jobs do without a GPU): a worker's OpenMP
+# threads spinning beside the other worker's on a 2-core machine cost more than they gain. A test that needs more
+# threads (the SLURM comparison) asks for them explicitly.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = "1"
 
 from rider.data.align import align  # noqa: E402
 from rider.data.cache import build_cache  # noqa: E402
@@ -44,16 +54,39 @@ def build_dataset(config: SyntheticConfig, folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
-    return build_dataset(TINY, tmp_path_factory.mktemp("tiny"))
+def run_folder(tmp_path_factory) -> Path:
+    """A folder of this test run that every worker sees: the workers' base folders share their parent."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build_once(run_folder: Path, name: str, build: Callable[[Path], dict]) -> dict:
+    """``build(run_folder / name)`` once per test run, whichever worker asks first; its result (a dict that JSON
+    holds, paths as strings) is what every caller gets."""
+    folder = run_folder / name
+    with FileLock(str(run_folder / f"{name}.lock")):
+        record = folder / "built.json"
+        if not record.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(build(folder), default=str))
+        return json.loads(record.read_text())
+
+
+def shared_dataset(run_folder: Path, name: str, config: SyntheticConfig) -> dict[str, Path]:
+    return {role: Path(path) for role, path in build_once(run_folder, name, lambda f: build_dataset(config, f)).items()}
 
 
 @pytest.fixture(scope="session")
-def small_dataset(tmp_path_factory) -> dict[str, Path]:
-    return build_dataset(SMALL, tmp_path_factory.mktemp("small"))
+def tiny_dataset(run_folder) -> dict[str, Path]:
+    return shared_dataset(run_folder, "tiny", TINY)
 
 
 @pytest.fixture(scope="session")
-def mosi_dataset(tmp_path_factory) -> dict[str, Path]:
+def small_dataset(run_folder) -> dict[str, Path]:
+    return shared_dataset(run_folder, "small", SMALL)
+
+
+@pytest.fixture(scope="session")
+def mosi_dataset(run_folder) -> dict[str, Path]:
     """The default MOSI-sized synthetic set (about 40 s to build on 2 cores)."""
-    return build_dataset(SyntheticConfig(), tmp_path_factory.mktemp("mosi"))
+    return shared_dataset(run_folder, "mosi", SyntheticConfig())

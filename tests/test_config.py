@@ -12,6 +12,7 @@ from rider.data.cache import CacheConfig
 from rider.data.synthetic import SyntheticConfig
 
 from conftest import REPO
+from snakemake_runs import TINY_CONFIG, snakemake
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 MINIMAL = {"datasets": {"toy": {"source": "synthetic"}}}
@@ -175,3 +176,11 @@ def test_a_model_config_the_schema_cannot_judge_stops_the_workflow_before_any_jo
     assert result.returncode != 0
     assert "datasets.toy with models.wide" in result.stdout + result.stderr
     assert "d_model = 30 is not divisible by expert_heads = 4" in result.stdout + result.stderr
+
+
+def test_an_unknown_config_key_stops_the_workflow(tmp_path):
+    config = {**TINY_CONFIG, "datasets": {"tiny": {**TINY_CONFIG["datasets"]["tiny"], "colour": "red"}}}
+    result = snakemake(tmp_path, "data", "--dry-run", config=config)
+    assert result.returncode != 0
+    assert "unknown key(s) ['colour'] under 'datasets.tiny'" in result.stdout + result.stderr
+    assert not (tmp_path / "resources").exists()

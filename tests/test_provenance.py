@@ -168,7 +168,7 @@ def test_the_report_refuses_to_mix_evaluations_of_different_caches(tmp_path):
 
 def test_weights_that_do_not_fit_their_config_are_one_error(checkpoint, tmp_path):
     from rider.checkpoint import load_checkpoint
-    from rider.data.csd import DataError
+    from rider.errors import DataError
 
     folder = tmp_path / "checkpoint"
     shutil.copytree(checkpoint, folder)

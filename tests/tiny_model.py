@@ -2,7 +2,7 @@
 
 import torch
 
-from rider.model import ModelConfig
+from rider.model.rider_moe.config import ModelConfig
 
 
 def tiny_config(**overrides) -> ModelConfig:

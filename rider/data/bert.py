@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rider.data.csd import DataError
+from rider.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -56,7 +56,7 @@ import numpy as np
 
 from rider.atomic import atomic_path
 from rider.data.bert import TextEncoderConfig, encode_segments
-from rider.data.csd import DataError
+from rider.errors import DataError
 from rider.data.folds import SPLITS, split_of
 from rider.data.glove import read_glove
 from rider.h5 import open_h5

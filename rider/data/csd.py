@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 
 from rider.atomic import atomic_path
+from rider.errors import DataError
 
 # The SDK's own list of the ten metadata keys; `deploy()` prompts on stdin for any that is missing.
 METADATA_KEYS = (
@@ -33,10 +34,6 @@ METADATA_KEYS = (
 )
 
 Entries = dict[str, dict[str, np.ndarray]]
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and the field."""
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ from typing import Sequence
 
 import h5py
 
-from rider.data.csd import ROLES, DataError, SequenceRole, read_metadata
+from rider.data.csd import ROLES, SequenceRole, read_metadata
+from rider.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -46,8 +46,9 @@ import numpy as np
 from tqdm import tqdm
 
 from rider.atomic import atomic_path
-from rider.data.align import AlignedWriter, missing_rows_error, row_count_error, streams_of
-from rider.data.csd import ROLES, DataError, SequenceRole, _check_entry, check_same_videos
+from rider.data.aligned import AlignedWriter, missing_rows_error, row_count_error, streams_of
+from rider.data.csd import ROLES, SequenceRole, _check_entry, check_same_videos
+from rider.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 
 from rider.atomic import atomic_path
-from rider.data.csd import DataError
+from rider.errors import DataError
 
 
 def write_glove(path: str | os.PathLike, words: list[str], vectors: np.ndarray) -> None:

@@ -23,7 +23,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from rider.data.csd import DataError
+from rider.errors import DataError
 from rider.data.split import read_arrays
 from rider.metrics import regression_metrics
 

@@ -34,7 +34,8 @@ from typing import Mapping
 import numpy as np
 
 from rider.atomic import atomic_path
-from rider.data.csd import DataError, Entries, write_sequence
+from rider.data.csd import Entries, write_sequence
+from rider.errors import DataError
 from rider.data.folds import SPLITS, split_of
 from rider.data.transcripts import read_keyed_table
 

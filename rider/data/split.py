@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rider.data.cache import read_words
-from rider.data.csd import DataError
+from rider.errors import DataError
 from rider.h5 import open_h5
 
 STREAMS = ("text", "audio", "vision")

@@ -33,7 +33,8 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from rider.data.csd import ROLES, DataError, Entries, read_metadata, read_sequence, write_sequence
+from rider.data.csd import ROLES, Entries, read_metadata, read_sequence, write_sequence
+from rider.errors import DataError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,14 +1,14 @@
-"""Every model the pipeline trains: RIDER-MoE (§3, App. B) and the baselines of Tables 1-2, behind one interface.
+"""The interface every model goes through, the paper's RIDER-MoE and the baselines of Tables 1-2 alike.
 
-Every model, baseline or not, is a ``ModelKind`` (``kind``: what the pipeline needs to know) registered in
-``registry.MODEL_KINDS``; a variant picks one with ``kind`` (config.yaml), the checkpoint's config.json records it,
-and the one trainer, checkpoint loader and evaluator build from it. ``objective``: loss terms weighted in one place.
+Every model is a ``ModelKind`` (``kind``: what the trainer, the checkpoint loader and the evaluator need to know),
+declared as ``KIND`` in a module of its own, found by name (``registry``). The interface: ``kind`` (what a kind
+declares), ``registry`` (kinds by name), ``objective`` (named, unweighted loss terms, weighted in one place),
+``stages`` (optimisation stages of an epoch), ``params`` (every kind's size at its published configuration). The
+pieces any kind may use: ``padding`` (how many word positions a batch needs), ``recurrent`` (LSTMs over padded
+sequences), ``crossmodal`` (MulT's transformers), ``subnetworks`` (TFN's modality sub-networks).
 
-RIDER-MoE, one concept per module: ``config`` (hyper-parameters), ``encoders`` (g_m), ``fusion`` (f_fuse),
-``experts`` (U_T, U_A, U_V, R, S), ``router`` (Eqs. 21-39), ``rider_moe`` (the forward pass and masked views),
-``losses`` (Eqs. 2, 23, 43-52), ``text_only`` (g_T and a regression head, for text-only data).
-The baselines, one module each: ``tfn``, ``lmf``, ``mult``, ``misa``, ``self_mm``, ``emoe``, ``t_hne`` (``recurrent``: the padded LSTMs
-MISA and Self-MM share). ``params``: every kind's parameter count at its published sizes (Table 6).
+The kinds: ``rider_moe/`` (the paper's model, §3 and App. B, and its text-only reduction) and ``baselines/`` (one
+module per baseline). They import the interface; the interface never imports them.
 """
 
 from __future__ import annotations
@@ -17,20 +17,13 @@ from typing import Any, Mapping
 
 import torch.nn as nn
 
-from rider.model.config import LossWeights, ModelConfig, paper_config
-from rider.model.experts import EXPERTS, GroupedExperts, SeparateExperts, copy_expert_weights
-from rider.model.kind import ModelKind
-from rider.model.losses import TERMS, compute_loss, loss_terms
+from rider.model.kind import ModelKind, Signal
 from rider.model.objective import Batch, Objective, TaskLoss, weighted_loss
-from rider.model.registry import DEFAULT_KIND, MODEL_KINDS
-from rider.model.rider_moe import MODALITIES, VIEWS, RiderMoE, RiderOutput
-from rider.model.text_only import TextOnlyModel, TextOnlyOutput
+from rider.model.registry import DEFAULT_KIND, MODEL_KINDS, kind_module, kind_names
 
 __all__ = [
-    "DEFAULT_KIND", "EXPERTS", "MODALITIES", "MODEL_KINDS", "TERMS", "VIEWS", "Batch", "GroupedExperts",
-    "LossWeights", "ModelConfig", "ModelKind", "Objective", "RiderMoE", "RiderOutput", "SeparateExperts", "TaskLoss",
-    "TextOnlyModel", "TextOnlyOutput", "build_model", "compute_loss", "copy_expert_weights", "count_parameters",
-    "loss_terms", "model_kind", "paper_config", "weighted_loss",
+    "DEFAULT_KIND", "MODEL_KINDS", "Batch", "ModelKind", "Objective", "Signal", "TaskLoss", "build_model",
+    "count_parameters", "kind_module", "kind_names", "model_kind", "weighted_loss",
 ]
 
 

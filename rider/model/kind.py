@@ -15,7 +15,7 @@ A kind declares
   absent modality's features and the model never sees the mask (the baselines, as App. C.2 says);
 - ``experts``: config -> the names of the experts its ``routing`` (B, E) and ``expert_outputs`` (V, B, E) cover,
   or ``None`` for a model without routing; ``views``: it computes RIDER-MoE's masked views when called with
-  ``with_views=True``, so the DIR checks of App. C.4 apply;
+  ``with_views=True`` (``VIEWS``), so the DIR checks of App. C.4 apply to its ``INTERACTION_EXPERTS``;
 - ``shared_sections``: the parts of a dataset's config section it takes (RIDER-MoE: ``model`` and ``loss``; the
   text-only model: ``model``); every other kind reads ``baselines.<name>`` of the dataset;
 - ``words``: config -> whether the model reads the segments' words (a model that tokenises them itself, such as
@@ -54,6 +54,11 @@ ABSENT_MODES = ("presence", "zeros")
 MODALITY_NAMES = ("text", "audio", "vision")
 SIGNAL_AXES = ("sample", "modality", "expert")  # the axis beyond the batch: (B,), (B, M) or (B, E)
 SIGNAL_MOVES = ("falls", "rises", None)  # on a corrupted input, as the paper says; None: no direction claimed
+# A kind with masked views (``views``) computes its experts on these four views, in this order (§3.3: the full view,
+# then each modality replaced by MASK_m), and its experts are the interaction experts of §3.1, in this order: the
+# DIR checks of App. C.4 read its outputs by these names.
+VIEWS = ("0", "-T", "-A", "-V")
+INTERACTION_EXPERTS = ("U_T", "U_A", "U_V", "R", "S")
 
 
 @dataclass(frozen=True)

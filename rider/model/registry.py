@@ -1,51 +1,82 @@
-"""Every model kind the pipeline can train, by name (the ``kind`` of a variant in config.yaml).
+"""Every model kind the pipeline can train, found by name (the ``kind`` of a variant in config.yaml).
 
-Adding a model = one file under ``rider/model/`` that defines its network, config, loss and ``KIND``, plus one
-entry here. The trainer, the checkpoint loader and the evaluator build from these entries and nothing else.
+A kind lives in a module of its own named after it, in one of ``KIND_PACKAGES`` (the paper's model, the
+baselines), which defines ``KIND``, its ``ModelKind``. Nothing here lists the kinds: adding one is adding its module
+(and its schema sections), and no file that other kinds' trainings depend on changes. Kinds are imported when first
+asked for, so that a stage's declared sources (rider.sources) are the interface, the kinds it runs and what those
+import, never every kind (a new baseline reruns no training of another).
 """
 
 from __future__ import annotations
 
-from rider.model.config import LossWeights, ModelConfig, paper_config
-from rider.model.dmd import KIND as DMD
-from rider.model.emoe import KIND as EMOE
-from rider.model.experts import EXPERTS
-from rider.model.kind import ModelKind, Signal
-from rider.model.lmf import KIND as LMF
-from rider.model.losses import rider_objective
-from rider.model.misa import KIND as MISA
-from rider.model.mmim import KIND as MMIM
-from rider.model.mma import KIND as MMA
-from rider.model.mult import KIND as MULT
-from rider.model.objective import TaskLoss, task_objective
-from rider.model.rider_moe import RiderMoE
-from rider.model.self_mm import KIND as SELF_MM
-from rider.model.t_hne import KIND as T_HNE
-from rider.model.text_only import TextOnlyModel
-from rider.model.tfn import KIND as TFN
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import Iterator, Mapping
 
-# What RIDER-MoE's router says about each sample (§3.2), and how the paper says it moves on a corrupted input.
-RIDER_SIGNALS = (
-    Signal("entropy", "modality", "rises"),  # H_m, Eq. 24: a corrupted modality's probe grows uncertain
-    Signal("relative_reliability", "modality", "falls"),  # Rel_m, Eq. 25
-    Signal("importance", "modality", "falls"),  # Imp_m, Eq. 27
-    Signal("reliability", "modality", "falls"),  # r_m, Eq. 29
-    Signal("mean_reliability", "sample", "falls"),  # r̄, Eq. 29 (≡ 1/M while r sums to 1)
-    Signal("consensus", "sample", "falls"),  # cons_score, Eq. 33: the probes disagree
-    Signal("expert_prior", "expert"),  # Prior^exp, Eq. 36: which expert gains is Figure 4's question
-)
-RIDER_MOE = ModelKind(
-    name="rider_moe", config=ModelConfig, loss=LossWeights, build=RiderMoE, objective=rider_objective,
-    absent="presence",  # App. C.2: h_m <- MASK_m
-    experts=lambda cfg: ("single",) if cfg.single_expert else EXPERTS, views=True,
-    shared_sections=("model", "loss"), signals=RIDER_SIGNALS,
-    paper={dataset: paper_config(dataset)[0] for dataset in ("mosi", "mosei")}, title="RIDER-MoE",
-)
-TEXT_ONLY = ModelKind(
-    name="text_only", config=ModelConfig, loss=TaskLoss, build=TextOnlyModel, objective=task_objective,
-    modalities=("text",), shared_sections=("model",), title="Text only",
-)
+from rider.model.kind import ModelKind
 
-MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (RIDER_MOE, TEXT_ONLY, TFN, LMF, MULT, MISA,
-                                                                  SELF_MM, MMIM, DMD, EMOE, T_HNE, MMA)}
-DEFAULT_KIND = RIDER_MOE.name
+KIND_PACKAGES = ("rider.model.rider_moe", "rider.model.baselines")
+DEFAULT_KIND = "rider_moe"
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds rider/
+
+
+def _declares_kind(root: Path, module: str) -> bool:
+    """Whether the module's source under ``root`` assigns ``KIND`` at the top level (read, not imported)."""
+    path = root.joinpath(*module.split(".")).with_suffix(".py")
+    return path.is_file() and any(line.startswith("KIND = ") for line in path.read_text().splitlines())
+
+
+def kind_module(name: str, root: str | Path | None = None) -> str:
+    """The dotted module that declares kind ``name``, found without importing anything (under ``root``, the
+    folder that holds ``rider/``: by default this package's)."""
+    root = _PACKAGE_ROOT if root is None else Path(root)
+    for package in KIND_PACKAGES:
+        if _declares_kind(root, f"{package}.{name}"):
+            return f"{package}.{name}"
+    raise ValueError(f"model kind {name!r} is not one of {sorted(kind_names(root))}")
+
+
+def kind_names(root: str | Path | None = None) -> list[str]:
+    """Every kind's name, in package order and then alphabetically."""
+    root = _PACKAGE_ROOT if root is None else Path(root)
+    names = []
+    for package in KIND_PACKAGES:
+        folder = root.joinpath(*package.split("."))
+        names += sorted(info.name for info in pkgutil.iter_modules([str(folder)])
+                        if _declares_kind(root, f"{package}.{info.name}"))
+    return names
+
+
+def load_kind(name: str) -> ModelKind:
+    kind = importlib.import_module(kind_module(name)).KIND
+    if kind.name != name:
+        raise ValueError(f"{kind_module(name)} declares the kind {kind.name!r}; a kind's module bears its name")
+    return kind
+
+
+class _Kinds(Mapping[str, ModelKind]):
+    """Every kind by name, each imported on first use (``MODEL_KINDS``)."""
+
+    def __init__(self):
+        self._loaded: dict[str, ModelKind] = {}
+
+    def __getitem__(self, name: str) -> ModelKind:
+        if name not in self._loaded:
+            try:
+                self._loaded[name] = load_kind(name)
+            except ValueError:
+                raise KeyError(name) from None
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(kind_names())
+
+    def __len__(self) -> int:
+        return len(kind_names())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in kind_names()
+
+
+MODEL_KINDS: Mapping[str, ModelKind] = _Kinds()

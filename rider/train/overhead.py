@@ -26,8 +26,8 @@ from rider.atomic import write_json
 from rider.data.cache import validate_cache
 from rider.device import resolve_device
 from rider.model import Batch, build_model, model_kind, weighted_loss
+from rider.model.kind import VIEWS
 
-VIEWS = 4  # p in {0, -T, -A, -V}
 
 
 def _random_batch(cfg: Any, batch: int, device: torch.device, seed: int):
@@ -113,7 +113,7 @@ def step_counts(train_samples: int, batch_size: int, epochs: int) -> dict[str, i
     per_epoch = math.ceil(train_samples / batch_size)
     total = per_epoch * epochs
     return {"train_samples": train_samples, "batch_size": batch_size, "steps_per_epoch": per_epoch,
-            "epochs": epochs, "total_steps": total, "view_forwards": VIEWS * total, "single_view_forwards": total}
+            "epochs": epochs, "total_steps": total, "view_forwards": len(VIEWS) * total, "single_view_forwards": total}
 
 
 def measure_overhead(run_config: Mapping[str, Any], train_samples: int, steps: int = 10, warmup: int = 2,

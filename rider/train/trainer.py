@@ -31,11 +31,11 @@ from rider.atomic import atomic_path
 from rider.checkpoint import save_checkpoint
 from rider.config import from_mapping
 from rider.metrics import METRIC_KEYS, regression_metrics
-from rider.data.csd import DataError
+from rider.errors import DataError
 from rider.data.cache import cache_record
 from rider.data.split import Split, load_split
 from rider.device import resolve_device
-from rider.model import DEFAULT_KIND, Batch, LossWeights, ModelConfig, build_model, count_parameters, model_kind
+from rider.model import DEFAULT_KIND, Batch, build_model, count_parameters, model_kind
 from rider.model.objective import weighted_loss
 from rider.model.stages import stage_parameters
 from rider.stress.plan import STRESSORS
@@ -79,12 +79,15 @@ class RunSpec:
     are the kind's own dataclasses (rider.model.MODEL_KINDS[kind].config / .loss)."""
 
     kind: str = DEFAULT_KIND
-    model: Any = field(default_factory=ModelConfig)
-    loss: Any = field(default_factory=LossWeights)
+    model: Any = None  # None: the kind's defaults
+    loss: Any = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
         entry = model_kind(self.kind)
+        for part, default in (("model", entry.config), ("loss", entry.loss)):
+            if getattr(self, part) is None:
+                object.__setattr__(self, part, default())
         for part, expected in (("model", entry.config), ("loss", entry.loss)):
             if not isinstance(getattr(self, part), expected):
                 raise TypeError(f"run spec: {part} of kind {self.kind!r} must be a {expected.__name__}, "

@@ -34,7 +34,9 @@ if "cpu_jobs" not in workflow.global_resources:
     workflow.register_resource("cpu_jobs", CPU_CORES)
 
 # Snakemake does not watch imported modules: the rider sources each stage runs are declared as its inputs, so
-# editing one reruns that stage (DESIGN §1). They are read from the entry modules' imports (rider.sources).
+# editing one reruns that stage (DESIGN §1). They are read from the entry modules' imports (rider.sources). A model
+# job adds its variant's kind (model_sources): the interface reaches no kind, so editing one kind's module reruns
+# the jobs of that kind only, and a new kind reruns nothing.
 STAGE_MODULES = {
     "generate": ["rider.data.synthetic"],
     "download": ["rider.data.download"],
@@ -52,10 +54,25 @@ STAGE_MODULES = {
 RAW_ROLES = ("words", "audio", "vision", "labels")
 
 
-def sources(stage):
+def sources(stage, *kinds):
+    """The rider files a stage runs: its entry modules, the modules of the model kinds it builds, and everything
+    those import."""
+    from rider.model.registry import kind_module
     from rider.sources import stage_sources
 
-    return [str(Path(workflow.basedir) / path) for path in stage_sources(workflow.basedir, *STAGE_MODULES[stage])]
+    modules = [*STAGE_MODULES[stage], *(kind_module(kind, workflow.basedir) for kind in kinds)]
+    return [str(Path(workflow.basedir) / path) for path in stage_sources(workflow.basedir, *modules)]
+
+
+def variant_kind(model):
+    from rider.model.registry import DEFAULT_KIND
+
+    return config["models"][model].get("kind", DEFAULT_KIND)
+
+
+def model_sources(stage):
+    """An input function: the sources of a stage's job for one model variant (``{model}``), its kind's included."""
+    return lambda wildcards: sources(stage, variant_kind(wildcards.model))
 
 
 def run_datasets():

@@ -11,7 +11,7 @@ rule evaluate:
         metadata="results/{dataset}/{model}/seed{seed}/metadata.json",
         cache="resources/cache/{dataset}.h5",
         plan="results/{dataset}/stress_plan.h5",
-        code=sources("evaluate"),
+        code=model_sources("evaluate"),
     params:
         checkpoint=subpath(input.model, parent=True),
     wildcard_constraints:

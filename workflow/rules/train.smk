@@ -1,6 +1,8 @@
 # Training: one job per (dataset, model variant, seed); a GPU each where there are GPUs, else a core each
 # (MODEL_JOB_RESOURCES, common.smk).
 
+from rider.report.spec import run_kinds
+
 CHECKPOINT_FILES = ("model.pt", "config.json", "metadata.json", "epochs.csv")
 
 
@@ -12,7 +14,7 @@ rule train:
         },
     input:
         cache="resources/cache/{dataset}.h5",
-        code=sources("train"),
+        code=model_sources("train"),
     params:
         spec=lambda wildcards: run_spec(wildcards.dataset, wildcards.model),
         out_dir=subpath(output.model, parent=True),
@@ -42,7 +44,7 @@ rule overhead:
     input:
         run_config=lambda wildcards: overhead_run(config, wildcards.dataset, "results/{dataset}/{model}/seed{seed}/config.json"),
         cache="resources/cache/{dataset}.h5",
-        code=sources("overhead"),
+        code=lambda wildcards: sources("overhead", variant_kind(config["report"]["reference"])),
     params:
         paper=lambda wildcards: config["datasets"][wildcards.dataset]["folds"],
     log:
@@ -66,7 +68,7 @@ rule parameters:
     output:
         "results/parameters.json",
     input:
-        code=sources("parameters"),
+        code=lambda wildcards: sources("parameters", *run_kinds(config)),
     params:
         kinds=lambda wildcards: " ".join(run_kinds(config)),
     log:
