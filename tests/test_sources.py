@@ -11,7 +11,8 @@ from rider.sources import stage_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = ["rider.data.synthetic", "rider.data.download", "rider.data.align", "rider.data.transcripts",
-           "rider.data.cache", "rider.stress", "rider.train.trainer", "rider.evaluate", "rider.report.build"]
+           "rider.data.cache", "rider.data.pickle_source", "rider.stress", "rider.train.trainer", "rider.evaluate",
+           "rider.report.build"]
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
