@@ -194,6 +194,24 @@ def _cache(args: argparse.Namespace) -> None:
     )
 
 
+def _pickle(args: argparse.Namespace) -> None:
+    from rider.data.cache import CacheConfig
+    from rider.data.pickle_source import PickleConfig, build_pickle_cache
+
+    spec = _dataset_spec(args)
+    if spec.get("source") != "pickle":
+        raise ConfigError(f"dataset source is '{spec.get('source')}', not pickle: its cache comes from `rider cache`")
+    if args.name and args.dataset and args.name != args.dataset:
+        raise ConfigError(f"--name {args.name} and --dataset {args.dataset} name different datasets")
+    source = from_mapping(PickleConfig, spec.get("pickle", {}), "pickle")
+    path = args.pickle or source.path
+    if path is None:
+        raise ConfigError("no pickle file: give --pickle FILE or set the dataset's pickle.path")
+    build_pickle_cache(path, args.out, layout=source.layout,
+                       config=from_mapping(CacheConfig, spec.get("cache", {}), "cache"),
+                       dataset=args.name or args.dataset or "", provenance_config=spec)
+
+
 def _plan(args: argparse.Namespace) -> None:
     from rider.stress import build_plan
 
@@ -398,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
                "GloVe-format word-vector file; without it text_glove comes from the aligned file's SDK word vectors, "
                "or has zero columns (then the spec's text_encoder must name a model)", required=False) \
         .input("--latents", "latents file", "synthetic ground-truth latents (optional)", required=False) \
+        .add("--name", help="dataset name recorded in the cache (default: --dataset)") \
+        .out("cache HDF5 file to write")
+
+    command("pickle", _pickle, "Build the training cache from MulT's or MMSA's aligned pickle, read safely.") \
+        .dataset_section() \
+        .input("--pickle", "pickle file", "the pickle (default: the spec's pickle.path)", required=False) \
         .add("--name", help="dataset name recorded in the cache (default: --dataset)") \
         .out("cache HDF5 file to write")
 

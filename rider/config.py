@@ -134,6 +134,8 @@ def load_config(path: str | os.PathLike, schema: Mapping[str, Any] | str | os.Pa
     return validate_config(config, schema, source=str(path))
 
 
+MODALITIES = ("text", "audio", "vision")
+
 # Severities are keyed at this resolution by the stress plan (rider.stress.plan), so they must differ by as much.
 _SEVERITY_STEP = 1e-6
 
@@ -167,14 +169,26 @@ def check_consistency(config: Mapping[str, Any], source: str = "config") -> None
             if dataset and section.get("folds") and dataset != section["folds"]:
                 raise ConfigError(f"{where}.folds' = {json.dumps(section['folds'])}: cmu.dataset is {dataset}, "
                                   f"whose videos lie in the {dataset} folds; set folds: {dataset}")
+        if section.get("source") == "pickle" and set(section.get("modalities", MODALITIES)) != set(MODALITIES):
+            raise ConfigError(f"{where}.modalities' = {json.dumps(section['modalities'])}: a pickle holds text, "
+                              "audio and vision, which its cache keeps; set modalities to all three")
         encoder = section.get("text_encoder", {}).get("model")
+        layout = section.get("pickle", {}).get("layout")
         # The dataset's own train section, and every variant `all` trains on the dataset on top of it.
         run = config.get("run", {})
         trained = run.get("models", []) if name in run.get("datasets", []) else []
         variants = {"": {}, **{f" (with models.{m})": config.get("models", {}).get(m, {}) for m in trained}}
         for label, variant in variants.items():
             feature = {**section.get("train", {}), **variant.get("train", {})}.get("text_feature")
-            if feature == "text_bert" and encoder is None:
+            if section.get("source") == "pickle":
+                if layout == "mult" and feature == "text_bert":
+                    raise ConfigError(f"{where}.train.text_feature' = \"text_bert\"{label}: MulT's pickles (pickle."
+                                      "layout: mult) hold GloVe text, the cache's text_glove")
+                if layout == "mmsa" and feature != "text_bert":
+                    raise ConfigError(f"{where}.train.text_feature' = {json.dumps(feature or 'text_glove')}{label}: "
+                                      "MMSA's pickles (pickle.layout: mmsa) hold BERT text, the cache's text_bert; "
+                                      "set train.text_feature: text_bert")
+            elif feature == "text_bert" and encoder is None:
                 raise ConfigError(f"{where}.train.text_feature' = \"text_bert\"{label}: the cache has text_bert "
                                   f"only when datasets.{name}.text_encoder.model names an encoder")
 

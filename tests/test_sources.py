@@ -12,8 +12,8 @@ from rider.sources import stage_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = ["rider.data.synthetic", "rider.data.download", "rider.data.align", "rider.data.transcripts",
-           "rider.data.cache", "rider.stress", "rider.train.trainer", "rider.evaluate", "rider.report.build",
-           *(kind_module(kind) for kind in kind_names())]
+           "rider.data.cache", "rider.data.pickle_source", "rider.stress", "rider.train.trainer", "rider.evaluate",
+           "rider.report.build", *(kind_module(kind) for kind in kind_names())]
 
 
 # Each entry imported afresh in one interpreter: the rider modules are dropped between entries (the third-party

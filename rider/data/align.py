@@ -146,7 +146,8 @@ def write_aligned(aligned: dict[str, Entries], out_path: str | os.PathLike, attr
         return np.concatenate([aligned[stream][k][field] for k in keys])
 
     with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w") as handle:
-        writer = AlignedWriter(handle, streams=streams)
+        widths = {stream: next(iter(aligned[stream].values()))["features"].shape[1] for stream in streams}
+        writer = AlignedWriter(handle, streams=widths)
         writer.append(
             keys,
             intervals=stacked("labels", "intervals"),

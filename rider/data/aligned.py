@@ -11,8 +11,9 @@ Output layout (``ALIGNED_SCHEMA_VERSION``)::
     /segments/offset   (S+1,) int64  word rows of segment k are offset[k]:offset[k+1]
     /words/word        (W,)   str
     /words/interval    (W, 2) float64 the word's interval clipped to its segment
-    /audio             (W, 74) float32   mean of the frames inside each word (when the dataset has audio)
-    /vision            (W, 35) float32   (when the dataset has vision)
+    /audio             (W, Da) float32   mean of the frames inside each word (when the dataset has audio); Da is
+                                         the audio file's width: 74 for the paper's COVAREP
+    /vision            (W, Dv) float32   (when the dataset has vision); 35 for the paper's Facet
     /glove_vectors     (W, 300) float32  the SDK's GloVe vector of each word (when given)
     attrs: schema_version, aligner, streams (JSON list of the streams above), nonfinite (JSON counts per stream),
            values (JSON: feature values read per stream, so that the cache stage can judge the non-finite share),
@@ -27,7 +28,6 @@ from typing import Mapping, Sequence
 import h5py
 import numpy as np
 
-from rider.data.csd import ROLES
 from rider.errors import DataError
 
 ALIGNED_SCHEMA_VERSION = 1
@@ -55,7 +55,8 @@ class AlignedWriter:
     Both aligners write through it: the SDK path in one call, the fast path one batch of videos at a time.
     """
 
-    def __init__(self, handle: h5py.File, flush_rows: int = 1 << 14, *, streams: Sequence[str]):
+    def __init__(self, handle: h5py.File, flush_rows: int = 1 << 14, *, streams: Mapping[str, int]):
+        """``streams``: the width of each stream the file holds (audio, vision: their recipe's)."""
         string = h5py.string_dtype()
         layout = {  # name: (row shape, dtype)
             "segments/key": ((), string),
@@ -64,7 +65,7 @@ class AlignedWriter:
             "segments/label": ((), np.float32),
             "words/word": ((), string),
             "words/interval": ((2,), np.float64),
-            **{stream: ((ROLES[stream].feature_dim,), np.float32) for stream in streams},
+            **{stream: ((width,), np.float32) for stream, width in streams.items()},
         }
         self._handle = handle
         self._datasets = {}

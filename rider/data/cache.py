@@ -7,15 +7,17 @@ Layout (``CACHE_SCHEMA_VERSION``; ``validate_cache`` checks a file against it)::
                                              unknown words
     /<split>/text_bert  (N, L, H)   float32  optional (``text_encoder``): a BERT-family encoder's hidden states,
                                              per segment, averaged over each word's sub-tokens (rider.data.bert)
-    /<split>/audio      (N, L, 74)  float32  word-level mean of the audio frames
-    /<split>/vision     (N, L, 35)  float32
+    /<split>/audio      (N, L, Da)  float32  word-level mean of the audio frames (Da: the sequence's width, 74
+                                             for the paper's COVAREP; widths follow the input files)
+    /<split>/vision     (N, L, Dv)  float32  (35 for the paper's Facet)
     /<split>/lengths    (N,)        int32    real words (the first `lengths` rows; the rest is zero padding)
     /<split>/labels     (N,)        float32  sentiment in [-3, 3]
-    /<split>/ids        (N,)        str      SDK segment key "<video>[<i>]"
+    /<split>/ids        (N,)        str      SDK segment key "<video>[<i>]" (from a pickle: its ids in the same
+                                             form, rider.data.pickle_source)
     /<split>/words      (N, L)      str      the words as spoken (cased, the silence token 'sp' kept), '' for
                                              padding: for a model that tokenises them itself (ModelKind.words).
-                                             Caches written before it lack it: they serve every other model, and
-                                             ``read_words`` asks for a rebuild
+                                             Caches written before it lack it, and so do caches built from a
+                                             pickle (which holds features only): they serve every other model
     /<split>/latents/{r (N,), u (N,3), b (N,3), s (N,), quality (N,3)}   synthetic data only: the ground truth
                                              (columns text, audio, vision; quality only from a generator that
                                              writes it, rider.data.synthetic)
@@ -49,7 +51,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import h5py
 import numpy as np
@@ -104,6 +106,10 @@ def read_words(path: str | os.PathLike, split: str) -> np.ndarray:
     ``DataError`` that asks for a rebuild."""
     with open_h5(path, "cache file") as handle:
         if f"{split}/words" not in handle:
+            if json.loads(handle.attrs.get("provenance", "{}")).get("source") == "pickle":
+                raise DataError(f"{path}: no /{split}/words: this cache was built from a pickle, which holds the "
+                                "features of each word but not the words; this model configuration reads the words "
+                                "(choose one that reads features)")
             raise DataError(f"{path}: no /{split}/words; rebuild the cache (`rider cache`, or delete it and rerun the "
                             "workflow): this model reads the segments' words, which caches written before them lack")
         try:
@@ -184,15 +190,20 @@ def build_cache(
             log.warning("%s: replaced %d non-finite value(s) in %s by 0", aligned_path, nonfinite[name], name)
 
     shares = _shares(features, nonfinite, words, upstream)
-    _check_shares(shares, config, aligned_path, glove_path)
+    check_shares(shares, config, aligned_path, glove_path)
 
     owner = split_of(folds)
     split_of_segment = np.array([owner.get(video, "") for video in videos])
     unassigned = sorted(set(videos[split_of_segment == ""]))
     if unassigned:
         log.warning("%d video(s) are in no fold and are left out, e.g. %s", len(unassigned), unassigned[:3])
+    indices = {split: np.flatnonzero(split_of_segment == split) for split in SPLITS}
+    for split, index in indices.items():
+        if len(index) == 0:
+            raise DataError(f"{aligned_path}: no segment falls in the {split} fold")
     lengths_all = np.diff(offset)
-    counts = {"segments": {}, "truncated": int((lengths_all > config.sequence_length).sum()),
+    counts = {"segments": {split: int(len(index)) for split, index in indices.items()},
+              "truncated": int((lengths_all > config.sequence_length).sum()),
               "unknown_words": len(unknown), "nonfinite": nonfinite, "unassigned_videos": len(unassigned)}
     counts["shares"] = shares
     if encoder_counts is not None:
@@ -200,42 +211,68 @@ def build_cache(
     latents = _read_latents(latents_path) if latents_path else None
     length = config.sequence_length
 
-    with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w") as out:
-        for split in SPLITS:
-            index = np.flatnonzero(split_of_segment == split)
-            if len(index) == 0:
-                raise DataError(f"{aligned_path}: no segment falls in the {split} fold")
-            group = out.create_group(split)
+    def fields():  # one array at a time: a padded feature of a MOSEI-sized split is a gigabyte
+        for split, index in indices.items():
             for name, values in features.items():
-                rows = [values[offset[i]: offset[i + 1]] for i in index]
-                padded = _pad(rows, length, values.shape[1])
-                group.create_dataset(name, data=padded, **({"compression": "gzip", "compression_opts": 1}
-                                                             if padded.size else {}))  # HDF5 cannot chunk 0 columns
-            group.create_dataset("lengths", data=np.minimum(lengths_all[index], length).astype(np.int32))
-            group.create_dataset("labels", data=labels[index].astype(np.float32))
-            group.create_dataset("ids", data=keys[index].astype(object), dtype=h5py.string_dtype())
-            group.create_dataset("words", data=_pad_words([spoken[offset[i]: offset[i + 1]] for i in index], length),
-                                 dtype=h5py.string_dtype())
+                yield split, name, _pad([values[offset[i]: offset[i + 1]] for i in index], length, values.shape[1])
+            yield split, "lengths", np.minimum(lengths_all[index], length)
+            yield split, "labels", labels[index]
+            yield split, "ids", keys[index]
+            yield split, "words", _pad_words([spoken[offset[i]: offset[i + 1]] for i in index], length)
             if latents is not None:
-                _write_latents(group, latents, keys[index], latents_path)
-            counts["segments"][split] = int(len(index))
+                for name, values in _latent_rows(latents, keys[index], latents_path).items():
+                    yield split, f"latents/{name}", values
+
+    inputs = {"aligned": aligned_path, **({"glove": glove_path} if glove_path is not None else {})}
+    if latents_path:
+        inputs["latents"] = latents_path
+    write_cache(out_path, fields(), {name: int(values.shape[1]) for name, values in features.items()},
+                dataset=dataset, sequence_length=length, counts=counts,
+                provenance_record=provenance(inputs, dict(provenance_config or {}), dataset=dataset))
+    log.info("cache %s: %s", out_path, json.dumps(counts))
+    return counts
+
+
+def write_cache(out_path: str | os.PathLike, fields: Iterable[tuple[str, str, np.ndarray]],
+                features: Mapping[str, int], *, dataset: str, sequence_length: int, counts: Mapping,
+                provenance_record: str) -> None:
+    """Write a cache file in the layout above, atomically (nothing is left behind when ``fields`` raises): the one
+    writer of every source's cache.
+
+    ``fields`` yields ``(split, name, array)`` for each split of SPLITS: every feature of ``features`` (name ->
+    width) as (N, L, D), ``lengths``, ``labels``, ``ids`` and optionally ``words`` and ``latents/<name>``. It may
+    build them one at a time, so that only one is held in memory. The train-split statistics are computed here.
+    """
+    with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w") as out:
+        for split, name, values in fields:
+            where = f"{split}/{name}"
+            if name in ("ids", "words"):
+                out.create_dataset(where, data=np.asarray(values, dtype=object), dtype=h5py.string_dtype())
+            elif name in features:
+                values = np.asarray(values, dtype=np.float32)
+                out.create_dataset(where, data=values, **({"compression": "gzip", "compression_opts": 1}
+                                                          if values.size else {}))  # HDF5 cannot chunk 0 columns
+            elif name == "lengths":
+                out.create_dataset(where, data=np.asarray(values, dtype=np.int32))
+            elif name == "labels":
+                out.create_dataset(where, data=np.asarray(values, dtype=np.float32))
+            else:
+                out.create_dataset(where, data=values)
+        absent = [split for split in SPLITS if split not in out]
+        if absent:
+            raise ValueError(f"write_cache: no fields for split(s) {absent}")
         train = out["train"]
-        real = np.arange(length)[None, :] < train["lengths"][:][:, None]  # (N, L)
+        real = np.arange(sequence_length)[None, :] < train["lengths"][:][:, None]  # (N, L)
         for name in features:
             rows = train[name][:][real]
             out.create_dataset(f"stats/{name}_mean", data=rows.mean(axis=0).astype(np.float32))
             out.create_dataset(f"stats/{name}_std", data=rows.std(axis=0).astype(np.float32))
         out.attrs["schema_version"] = CACHE_SCHEMA_VERSION
         out.attrs["dataset"] = dataset
-        out.attrs["sequence_length"] = length
+        out.attrs["sequence_length"] = sequence_length
         out.attrs["counts"] = json.dumps(counts)
-        out.attrs["features"] = json.dumps({name: int(values.shape[1]) for name, values in features.items()})
-        inputs = {"aligned": aligned_path, **({"glove": glove_path} if glove_path is not None else {})}
-        if latents_path:
-            inputs["latents"] = latents_path
-        out.attrs["provenance"] = provenance(inputs, dict(provenance_config or {}), dataset=dataset)
-    log.info("cache %s: %s", out_path, json.dumps(counts))
-    return counts
+        out.attrs["features"] = json.dumps(dict(features))
+        out.attrs["provenance"] = provenance_record
 
 
 def _shares(features: Mapping[str, np.ndarray], nonfinite: Mapping[str, int], words: np.ndarray,
@@ -257,8 +294,10 @@ def _shares(features: Mapping[str, np.ndarray], nonfinite: Mapping[str, int], wo
     return shares
 
 
-def _check_shares(shares: Mapping[str, Mapping[str, float]], config: CacheConfig, aligned_path: Path,
-                  glove_path) -> None:
+def check_shares(shares: Mapping[str, Mapping[str, float]], config: CacheConfig, aligned_path: Path,
+                 glove_path=None, counted: str = "frames and words") -> None:
+    """Stop (``DataError`` naming the file and the feature) when a share passes its limit (module docstring);
+    ``aligned_path``: the file the features came from, ``counted``: where its non-finite values were counted."""
     log.info("shares of the real words: unknown %s; all-zero rows %s; non-finite values %s",
              *({name: f"{share:.2%}" for name, share in shares[kind].items()}
                for kind in ("unknown_words", "zero_rows", "nonfinite")))
@@ -267,7 +306,7 @@ def _check_shares(shares: Mapping[str, Mapping[str, float]], config: CacheConfig
         "unknown_words": ("max_unknown_words", source, "words have no vector",
                           "is it the vocabulary of these transcripts (cache.lowercase)?"),
         "zero_rows": ("max_zero_rows", aligned_path, "words have an all-zero {name} vector", "is the stream empty?"),
-        "nonfinite": ("max_nonfinite", aligned_path, "{name} values (frames and words) are NaN or inf",
+        "nonfinite": ("max_nonfinite", aligned_path, "{name} values (" + counted + ") are NaN or inf",
                       "is the stream damaged?"),
     }
     for kind, (limit_name, path, of, hint) in what.items():
@@ -295,15 +334,14 @@ def _read_latents(path) -> dict[str, np.ndarray]:
     return latents
 
 
-def _write_latents(group: h5py.Group, latents: dict[str, np.ndarray], keys: np.ndarray, path) -> None:
+def _latent_rows(latents: dict[str, np.ndarray], keys: np.ndarray, path) -> dict[str, np.ndarray]:
+    """The latents of the segments ``keys``, in their order: (n,) or (n, 3) per name."""
     position = {key: i for i, key in enumerate(latents["key"])}
     missing = [key for key in keys if key not in position]
     if missing:
         raise DataError(f"{path}: no latents for segment(s) {missing[:3]}")
     rows = np.array([position[key] for key in keys])
-    for name, values in latents.items():
-        if name != "key":
-            group.create_dataset(f"latents/{name}", data=values[rows])  # (n,) or (n, 3): rows are segments
+    return {name: values[rows] for name, values in latents.items() if name != "key"}
 
 
 def cache_dataset(path: str | os.PathLike) -> str:

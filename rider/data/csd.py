@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -44,12 +44,21 @@ class SequenceRole:
     feature_dim: int | None        # None: words (one string per row)
     allow_nonfinite: bool = False  # COVAREP holds -inf/NaN; cleaned later and counted
     value_range: tuple[float, float] | None = None
+    # Audio and vision may be any of the SDK's recipes (COVAREP 74-d, OpenSMILE, Facet 35-d, OpenFace ...): the
+    # file's first video sets the width (``of_file``) and every other video must have it; feature_dim is the paper's.
+    any_width: bool = False
+
+    def of_file(self, first_shape: tuple[int, ...]) -> "SequenceRole":
+        """This role with the width of a file whose first video's features have ``first_shape`` (``any_width``)."""
+        if not self.any_width or len(first_shape) != 2:
+            return self
+        return replace(self, feature_dim=int(first_shape[1]), any_width=False)
 
 
 ROLES = {
     "words": SequenceRole("words", None),
-    "audio": SequenceRole("audio", 74, allow_nonfinite=True),
-    "vision": SequenceRole("vision", 35, allow_nonfinite=True),
+    "audio": SequenceRole("audio", 74, allow_nonfinite=True, any_width=True),
+    "vision": SequenceRole("vision", 35, allow_nonfinite=True, any_width=True),
     "labels": SequenceRole("labels", 1, value_range=(-3.0, 3.0)),
     # The SDK's GloVe vector of each word (CMU_MOSI_TimestampedWordVectors): an alternative to a GloVe file.
     "glove_vectors": SequenceRole("glove_vectors", 300),
@@ -117,6 +126,7 @@ def read_sequence(path: str | os.PathLike, role: SequenceRole) -> Entries:
         sequence.h5handle.close()
     if not entries:
         raise DataError(f"{path}: holds no videos")
+    role = role.of_file(next(iter(entries.values()))["features"].shape)
     for video, entry in entries.items():
         _check_entry(path, role, video, entry)
     return entries
@@ -139,8 +149,10 @@ def _check_entry(path: Path, role: SequenceRole, video: str, entry: dict[str, np
             raise DataError(f"{where} field 'features' holds {features.dtype}, expected words (strings)")
         return
     if features.shape[1] != role.feature_dim:
+        set_by = ", as the file's first video" if role.name in ("audio", "vision") else ""
         raise DataError(
-            f"{where} field 'features' has {features.shape[1]} features, expected {role.feature_dim} ({role.name})"
+            f"{where} field 'features' has {features.shape[1]} features, expected {role.feature_dim} ({role.name}"
+            f"{set_by})"
         )
     if features.dtype.kind not in "fiu":
         raise DataError(f"{where} field 'features' holds {features.dtype}, expected numbers ({role.name})")

@@ -1,4 +1,5 @@
-"""The ``cmu`` source: the standard CMU-MOSI / CMU-MOSEI .csd files, at the URLs the SDK ships.
+"""The ``cmu`` source: the standard CMU-MOSI / CMU-MOSEI .csd files, at the URLs the SDK ships. Audio and vision
+are the paper's COVAREP and Facet, or another of the SDK's high-level recipes the dataset names (``RECIPES``).
 
 The SDK's own downloader gives up on the first error and leaves partial files behind; the CMU server is often
 down. Here each file is fetched into a partial file beside its destination (``.<name>.part``):
@@ -44,7 +45,8 @@ from rider.errors import DataError
 log = logging.getLogger(__name__)
 
 SDK_HOST = "http://immortal.multicomp.cs.cmu.edu"
-# role -> (SDK module, dictionary, key) per dataset: the URLs themselves live in the SDK.
+# role -> (SDK module, dictionary, key) per dataset: the URLs themselves live in the SDK. Audio and vision are the
+# paper's COVAREP and Facet unless the dataset chooses another of the SDK's high-level recipes (``RECIPES``).
 _SDK_ENTRIES = {
     "mosi": {"words": ("raw", "words"), "audio": ("highlevel", "COVAREP"), "vision": ("highlevel", "FACET 4.1"),
              "labels": ("labels", "Opinion Segment Labels")},
@@ -55,6 +57,12 @@ _SDK_ENTRIES = {
 _SDK_OPTIONAL = {
     "mosi": {"glove_vectors": ("highlevel", "glove_vectors")},
     "mosei": {"glove_vectors": ("highlevel", "glove_vectors")},
+}
+# The SDK's high-level sequences a dataset may take its audio or vision from (``cmu.audio``, ``cmu.vision``): the
+# keys of mmsdk's cmu_mosi.highlevel / cmu_mosei.highlevel. Each file's width is its own (rider.data.csd).
+RECIPES = {
+    "mosi": {"audio": ("COVAREP", "OpenSMILE", "OpenSmile-emobase2010"), "vision": ("FACET 4.1", "OpenFace")},
+    "mosei": {"audio": ("COVAREP", "OpenSMILE"), "vision": ("FACET 4.2", "OpenFace2.0")},
 }
 _NO_MD5 = {"", "null", "none"}
 _HEX_MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -69,6 +77,8 @@ class DownloadConfig:
     retries: int = 5             # attempts per file, all together
     backoff_s: float = 2.0       # first wait; doubles after each failure
     timeout_s: float = 60.0      # per connection attempt / read
+    audio: str | None = None     # a key of RECIPES[dataset]["audio"]; None: the paper's COVAREP
+    vision: str | None = None    # a key of RECIPES[dataset]["vision"]; None: the paper's Facet
 
 
 class DownloadError(RuntimeError):
@@ -89,7 +99,14 @@ def sdk_urls(config: DownloadConfig, roles: Sequence[str] | None = None) -> dict
     from mmsdk.mmdatasdk.dataset import standard_datasets
 
     module = {"mosi": standard_datasets.CMU_MOSI, "mosei": standard_datasets.CMU_MOSEI}[config.dataset]
-    entries = _SDK_ENTRIES[config.dataset]
+    entries = dict(_SDK_ENTRIES[config.dataset])
+    for role in ("audio", "vision"):
+        recipe = getattr(config, role)
+        if recipe is not None:
+            if recipe not in RECIPES[config.dataset][role]:
+                raise ValueError(f"cmu.{role} = {recipe!r}: not one of the SDK's {config.dataset} {role} recipes "
+                                 f"{list(RECIPES[config.dataset][role])}")
+            entries[role] = ("highlevel", recipe)
     if roles is not None:
         known = {**entries, **_SDK_OPTIONAL[config.dataset]}
         unknown = sorted(set(roles) - set(known))

@@ -78,6 +78,13 @@ class CsdReader:
         if not self.videos:
             self.close()
             raise DataError(f"{self.path}: holds no videos")
+        if role is not None:  # audio and vision: the width of the file's first video (SequenceRole.any_width)
+            try:
+                self.role = role.of_file(self._data[self.videos[0]]["features"].shape)
+            except (KeyError, OSError) as err:
+                self.close()
+                raise DataError(f"{self.path}: video '{self.videos[0]}': 'features' cannot be read (truncated or "
+                                f"corrupt?): {err}") from None
 
     def _read_array(self, video: str, field: str) -> np.ndarray:
         # h5py's low-level read: a fraction of the cost of looking up Group and Dataset objects per video.
@@ -93,7 +100,8 @@ class CsdReader:
         try:
             entry = {"intervals": self._read_array(video, "intervals"), "features": self._read_array(video, "features")}
         except (OSError, KeyError, ValueError) as err:
-            raise DataError(f"{self.path}: video '{video}': 'intervals' or 'features' cannot be read (truncated?): "
+            raise DataError(f"{self.path}: video '{video}': 'intervals' or 'features' cannot be read (truncated or "
+                                f"corrupt?): "
                             f"{err}") from None
         if self.role is not None:
             _check_entry(self.path, self.role, video, entry)
@@ -406,7 +414,7 @@ def align_fast(paths: Mapping[str, str | os.PathLike], out_path: str | os.PathLi
         nonfinite, values = dict.fromkeys(streams_here, 0), dict.fromkeys(streams_here, 0)
         problems, dropped = _Problems(streams_here), []
         with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w") as handle:
-            writer = AlignedWriter(handle, streams=streams_here)
+            writer = AlignedWriter(handle, streams={name: readers[name].role.feature_dim for name in streams_here})
 
             def flush(batch: _Batch) -> _Batch:
                 if batch.names:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from rider.cli import main
 from rider.data.csd import ROLES, write_sequence
@@ -23,7 +24,7 @@ from rider.data.download import (
 )
 from rider.data.synthetic import RAW_FILES
 
-from conftest import SHARED_REAL
+from conftest import REPO, SHARED_REAL
 
 STALL_S = 5.0       # the longest a stalled response holds its thread (released at teardown)
 FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 2.0}
@@ -289,3 +290,56 @@ def test_genuine_cmu_file_declares_no_md5():
         pytest.skip(f"{real} is not on this machine")
     assert metadata_md5(real) is None  # stored as JSON null
     content_md5(real, ROLES["labels"])  # and it reads as a valid labels sequence
+
+
+def test_recipes_are_the_sdks_own_and_the_schemas():
+    """Every audio / vision recipe a dataset may name is a key of the SDK's high-level table, fetched from its URL
+    path; the schema offers exactly these and refuses another dataset's."""
+    from mmsdk.mmdatasdk.dataset.standard_datasets import CMU_MOSEI, CMU_MOSI
+
+    from rider.config import ConfigError, validate_config
+    from rider.data.download import RECIPES
+
+    for dataset, module in (("mosi", CMU_MOSI), ("mosei", CMU_MOSEI)):
+        for role, recipes in RECIPES[dataset].items():
+            for recipe in recipes:
+                url = sdk_urls(DownloadConfig(dataset=dataset, **{role: recipe}), roles=[role])[role]
+                assert urlsplit(url).path == urlsplit(module.highlevel[recipe]).path
+        facet = {"mosi": "FACET 4.1", "mosei": "FACET 4.2"}[dataset]
+        assert sdk_urls(DownloadConfig(dataset=dataset)) == sdk_urls(
+            DownloadConfig(dataset=dataset, audio="COVAREP", vision=facet))
+    with pytest.raises(ValueError, match=r"cmu.vision = 'FACET 4.1': not one of the SDK's mosei vision recipes"):
+        sdk_urls(DownloadConfig(dataset="mosei", vision="FACET 4.1"))
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    offered = schema["$defs"]["cmu"]["properties"]
+    for role in ("audio", "vision"):
+        assert set(offered[role]["enum"]) - {None} == {r for d in RECIPES.values() for r in d[role]}
+    with pytest.raises(ConfigError, match=r"'datasets.m.cmu.vision' = \"FACET 4.1\""):
+        validate_config({"datasets": {"m": {"source": "cmu", "folds": "mosei",
+                                            "cmu": {"dataset": "mosei", "vision": "FACET 4.1"}}}}, schema)
+    validate_config({"datasets": {"m": {"source": "cmu", "cmu": {"audio": "OpenSmile-emobase2010"}}}}, schema)
+
+
+def test_another_recipe_is_fetched_and_its_width_flows_into_the_cache(mirror, tiny_dataset, tmp_path):
+    """OpenSMILE audio (here 16-d) instead of COVAREP: downloaded from its own URL, aligned and cached at its
+    width, which the models then read from the cache."""
+    from rider.data.align import align
+    from rider.data.cache import build_cache, cache_features
+    from rider.data.csd import read_metadata, read_sequence
+    from rider.data.folds import standard_folds
+
+    narrow = tmp_path / "opensmile.csd"
+    entries = read_sequence(tiny_dataset["audio"], ROLES["audio"])
+    for entry in entries.values():
+        entry["features"] = entry["features"][:, :16]
+    write_sequence(narrow, "audio", entries, read_metadata(tiny_dataset["audio"]))
+    opensmile = urlsplit(sdk_urls(DownloadConfig(audio="OpenSMILE"), roles=["audio"])["audio"]).path
+    mirror.files[opensmile] = narrow.read_bytes()
+    raw = tmp_path / "raw"
+    spec = {"source": "cmu", "cmu": {"dataset": "mosi", "base_url": mirror.base_url, "audio": "OpenSMILE", **FAST}}
+    assert main(["download", "--spec", json.dumps(spec), "--out-dir", str(raw)]) == 0
+    assert mirror.count(opensmile) == 1 and mirror.count(sdk_paths()["audio"]) == 0
+    paths = {role: raw / RAW_FILES[role] for role in ("words", "audio", "vision", "labels")}
+    align(paths, tmp_path / "aligned.h5")
+    build_cache(tmp_path / "aligned.h5", tiny_dataset["glove"], standard_folds("mosi"), tmp_path / "cache.h5")
+    assert cache_features(tmp_path / "cache.h5")["audio"] == 16

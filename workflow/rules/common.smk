@@ -44,6 +44,7 @@ STAGE_MODULES = {
     "labels": ["rider.data.segment_labels"],
     "transcribe": ["rider.data.transcripts"],
     "cache": ["rider.data.cache"],
+    "pickle": ["rider.data.pickle_source"],
     "plan": ["rider.stress"],
     "train": ["rider.train.trainer"],
     "overhead": ["rider.train.overhead"],
@@ -114,6 +115,20 @@ def names_with_source(source):
     """A wildcard constraint matching exactly the datasets of one source (never matching if none)."""
     names = [name for name, section in config["datasets"].items() if section["source"] == source]
     return "|".join(names) if names else "(?!)"
+
+
+def names_except_source(source):
+    """A wildcard constraint matching every dataset but those of one source (never matching if none)."""
+    names = [name for name, section in config["datasets"].items() if section["source"] != source]
+    return "|".join(names) if names else "(?!)"
+
+
+def pickle_file(wildcards):
+    """The pickle a pickle-source dataset names (read in place)."""
+    path = config["datasets"][wildcards.dataset]["pickle"]["path"]
+    if path is None:
+        raise ValueError(f"config: datasets.{wildcards.dataset}.pickle.path is not set (source pickle)")
+    return path
 
 
 def dataset_roles(dataset):
