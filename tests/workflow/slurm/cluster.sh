@@ -85,7 +85,8 @@ start() {
 
     local node cpus memory_mb
     node="$(hostname -s)"
-    cpus="$(nproc)"
+    # The cores this machine gives us: nproc would honour an OMP_NUM_THREADS set for the computations of a test.
+    cpus="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
     # 90 % of the machine's memory: slurmd drains a node whose RealMemory exceeds what it finds.
     memory_mb=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 9 / 10 / 1024 ))
     local ctld_port slurmd_port
