@@ -89,14 +89,24 @@ class Transformer(nn.Module):
         positions = sinusoids(cfg.max_len, dim) if cfg.position_embedding else torch.zeros(cfg.max_len, dim)
         self.register_buffer("positions", positions, persistent=False)  # (max_len, dim); not learned
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(self.scale * x + self.positions[:x.shape[1]], self.embed_dropout, self.training)  # Eq. 3
+    def embed(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. 3 on x (B, T, dim). Given the real steps of each sample, ``steps`` (B,), positions are added to
+        those only, as the authors' code numbers the non-padding steps and leaves padding without an embedding;
+        without, to every step."""
+        positions = self.positions[:x.shape[1]]  # (T, dim)
+        if steps is not None:
+            positions = positions * (torch.arange(x.shape[1], device=x.device)[None, :]
+                                     < steps[:, None])[..., None]  # (B, T, dim)
+        return F.dropout(self.scale * x + positions, self.embed_dropout, self.training)  # Eq. 3
 
-    def forward(self, x: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, Tq, dim), source (B, Tk, dim) or None, mask (B, 1, Tq, Tk) additive -> (B, Tq, dim)."""
-        x = self.embed(x)  # (B, Tq, dim)
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor,
+                x_steps: torch.Tensor | None = None, source_steps: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, Tq, dim), source (B, Tk, dim) or None, mask (B, 1, Tq, Tk) additive, x_steps / source_steps (B,)
+        real steps of each (None: positions on every step) -> (B, Tq, dim)."""
+        x = self.embed(x, x_steps)  # (B, Tq, dim)
         # Keys and values are the same source, embedded with separate dropout masks, as the authors do.
-        keys, values = (None, None) if source is None else (self.embed(source), self.embed(source))  # (B, Tk, dim)
+        keys, values = ((None, None) if source is None
+                        else (self.embed(source, source_steps), self.embed(source, source_steps)))  # (B, Tk, dim)
         for layer in self.layers:
             x = layer(x, keys, values, mask)  # (B, Tq, dim)
         return self.norm(x)  # (B, Tq, dim)

@@ -6,8 +6,17 @@ batch's words as the call option ``words``; a stateful objective hears of every 
 memory), a model with ``parameter_groups`` trains its parts at their own rates, and a kind that declares
 optimisation stages (rider.model.stages: MMIM's estimators, then the rest) makes each epoch of several passes, each
 with its own loss and its own optimiser over its own parameters; a kind without them trains in one stage. The
-checkpoint with the best validation MAE is kept. Every loss term and every validation metric is logged per epoch to ``epochs.csv``. The
-same seed on the same device gives the same numbers.
+checkpoint with the best validation MAE is kept. Every loss term, every validation metric and the learning rate
+are logged per epoch to ``epochs.csv``. The same seed on the same device gives the same numbers.
+
+The baselines' authors train differently from the paper's App. C.5, and ``TrainConfig`` can follow them without
+the trainer knowing which model it trains (issue 21): Adam with the weight decay as an L2 term in the gradient
+(``weight_decay_mode: l2``) instead of AdamW; each gradient element clipped (``grad_clip_mode: value``) instead
+of the norm; ``accumulate`` batches per step, their gradients summed as MMSA's trainers do
+(``accumulate_reduction: sum``) or averaged, each batch's clipped after its backward pass as theirs are, and an
+epoch's last incomplete group making no step, as in theirs; ReduceLROnPlateau on the validation MAE
+(``schedule: plateau``); early stopping after ``patience`` epochs without a lower validation MAE. The defaults
+are the paper's (AdamW, norm clipping, one batch per step, a constant rate, every epoch run).
 """
 
 from __future__ import annotations
@@ -61,13 +70,32 @@ class TrainConfig:
     compile: str = "auto"            # auto | on | off
     compile_mode: str = "reduce-overhead"
     compile_backend: str = "inductor"  # tests use aot_eager: the same graph capture without code generation
-    grad_clip: float = 0.0           # clip the gradient norm to this (0: no clipping); MulT's authors use 0.8
+    grad_clip: float = 0.0           # clip the gradients to this (0: no clipping), as grad_clip_mode says
+    grad_clip_mode: str = "norm"     # norm: the norm of all gradients together; value: each element to ±grad_clip
+    weight_decay_mode: str = "decoupled"  # decoupled: AdamW; l2: Adam with weight_decay · θ added to the gradient
+    accumulate: int = 1              # batches per optimiser step; an epoch's last, incomplete group makes none
+    accumulate_reduction: str = "mean"  # mean: the group's mean gradient; sum: the sum of its batches' (MMSA's)
+    schedule: str = "none"           # none: a constant rate; plateau: ReduceLROnPlateau on validation MAE
+    plateau_patience: int = 5        # plateau: the rate drops after more than this many epochs without a lower MAE
+    plateau_factor: float = 0.1      # plateau: the rate is multiplied by this at each drop
+    patience: int = 0                # early stopping after this many epochs without a lower validation MAE; 0: never
     # Corruption-aware training (rider.train.corruption): the stressors drawn for each training batch; () = clean.
     corrupt: tuple[str, ...] = ()
     corrupt_seed: int = 0            # with the run's seed, seeds the corruption stream (never the test plan's)
 
     def __post_init__(self):
         object.__setattr__(self, "corrupt", tuple(self.corrupt))  # YAML gives a list
+        for name, allowed in (("grad_clip_mode", ("norm", "value")), ("weight_decay_mode", ("decoupled", "l2")),
+                              ("schedule", ("none", "plateau")), ("accumulate_reduction", ("mean", "sum"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train.{name} = {getattr(self, name)!r}, expected one of {list(allowed)}")
+        for name in ("accumulate", "plateau_patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} = {getattr(self, name)} must be >= 1")
+        if self.patience < 0:
+            raise ValueError(f"train.patience = {self.patience} must be >= 0 (0: no early stopping)")
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ValueError(f"train.plateau_factor = {self.plateau_factor} must be in (0, 1)")
         unknown = sorted(set(self.corrupt) - set(STRESSORS))
         if unknown:
             raise ValueError(f"train.corrupt: unknown stressor(s) {unknown}; expected some of {list(STRESSORS)}")
@@ -152,7 +180,9 @@ def predict(model: torch.nn.Module, split: Split, batch_size: int, kind=None) ->
 
 
 def stage_optimizers(model: torch.nn.Module, stages, config: TrainConfig) -> list[torch.optim.Optimizer]:
-    """One AdamW per optimisation stage (rider.model.stages), over the parameters the stage steps. A model whose
+    """One optimiser per optimisation stage (rider.model.stages), over the parameters the stage steps: AdamW, or
+    with ``weight_decay_mode: l2`` Adam whose weight decay is an L2 term added to the gradient (torch's Adam
+    ``weight_decay``, as the baselines' authors pass it), so that it is rescaled by Adam's second moment. A model whose
     parts learn at their own rates says so with ``parameter_groups`` (e.g. Self-MM's audio and vision
     sub-networks): each stage keeps the groups' own rates for the parameters it steps; a stage's own ``lr`` /
     ``weight_decay`` replace the run's for the rest."""
@@ -165,19 +195,49 @@ def stage_optimizers(model: torch.nn.Module, stages, config: TrainConfig) -> lis
                   else [{"params": list(model.parameters())}])
         mine = {id(p) for p in parameters}
         groups = [{**group, "params": [p for p in group["params"] if id(p) in mine]} for group in groups]
-        optimizers.append(torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=decay))
+        adam = torch.optim.AdamW if config.weight_decay_mode == "decoupled" else torch.optim.Adam
+        optimizers.append(adam([g for g in groups if g["params"]], lr=lr, weight_decay=decay))
     return optimizers
 
 
-def optimisation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total: torch.Tensor,
-                      grad_clip: float) -> None:
-    """One step of one stage: every parameter's gradient of ``total`` (clipped together, as the authors clip
-    ``model.parameters()``), then only ``optimizer``'s parameters move."""
-    model.zero_grad(set_to_none=True)
-    total.backward()
-    if grad_clip > 0:
+def clip_gradients(model: torch.nn.Module, grad_clip: float, mode: str = "norm") -> None:
+    """Clip every parameter's gradient together: their joint norm to ``grad_clip`` (``norm``), or each element
+    to [-grad_clip, grad_clip] (``value``, as MMSA's trainers do); nothing when ``grad_clip`` is 0."""
+    if grad_clip <= 0:
+        return
+    if mode == "norm":
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    elif mode == "value":
+        torch.nn.utils.clip_grad_value_(model.parameters(), grad_clip)
+    else:
+        raise ValueError(f"grad_clip_mode = {mode!r}, expected norm or value")
+
+
+def optimisation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total: torch.Tensor,
+                      grad_clip: float, grad_clip_mode: str = "norm", *, first: bool = True,
+                      last: bool = True, scale: float = 1.0) -> None:
+    """One batch of one stage: every parameter's gradient of ``scale`` · ``total`` is added to what the batches
+    before it in its group left (cleared at the group's ``first`` batch), and what has accumulated is clipped
+    (every parameter together, as the authors clip ``model.parameters()``, after every backward pass as MMSA's
+    trainers do); at the group's ``last`` batch only ``optimizer``'s parameters move. With one batch per group
+    (the defaults) that is the usual clipped step per batch; with N batches and ``scale`` 1/N, a step on their
+    mean gradient, with ``scale`` 1 on their sum."""
+    if first:
+        model.zero_grad(set_to_none=True)
+    (total * scale if scale != 1.0 else total).backward()
+    clip_gradients(model, grad_clip, grad_clip_mode)
+    if last:
+        optimizer.step()
+
+
+def plateau_schedulers(optimizers, config: TrainConfig) -> list:
+    """With ``schedule: plateau``, one ReduceLROnPlateau per optimiser on the validation MAE (MMSA's trainers step
+    theirs on the validation loss, which is the MAE for their L1); none otherwise."""
+    if config.schedule == "none":
+        return []
+    return [torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.plateau_factor,
+                                                       patience=config.plateau_patience)
+            for optimizer in optimizers]
 
 
 def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLike, seed: int,
@@ -207,6 +267,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
     objective = kind.objective(model_cfg, spec.loss, len(train_split))
     stages = kind.training_stages(model_cfg, spec.loss)
     optimizers = stage_optimizers(model, stages, spec.train)
+    schedulers = plateau_schedulers(optimizers, spec.train)
     order = torch.Generator(device=device).manual_seed(seed)
 
     corruption = None
@@ -241,6 +302,12 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
             steps = stage.batches(n_batches)
             sums = {name: torch.zeros((), device=device) for name in ("total", *objective.terms)}
             permutation = torch.randperm(len(train_split), generator=order, device=device)  # each pass reshuffles
+            group = spec.train.accumulate  # batches per optimiser step
+            if steps < group:
+                raise ValueError(f"train.accumulate = {group} batches per step, but an epoch of stage {stage.name} "
+                                 f"has {steps}: no step would be taken")
+            complete = steps - steps % group  # the batches after these make no step (MMSA's trainers drop them)
+            scale = 1.0 / group if spec.train.accumulate_reduction == "mean" else 1.0
             for step in range(steps):
                 index = permutation[step * spec.train.batch_size:(step + 1) * spec.train.batch_size]
                 batch = Batch(*train_split.batch(index), index=index, words=train_split.batch_words(index))
@@ -251,7 +318,9 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
                         batch = zero_absent_batch(batch, presence)
                 options = kind.call_options(presence, None, batch.words)
                 total, terms, output = forward_loss(batch, stage.coefficients, options)
-                optimisation_step(model, optimizer, total, spec.train.grad_clip)
+                optimisation_step(model, optimizer, total, spec.train.grad_clip, spec.train.grad_clip_mode,
+                                  first=step % group == 0, last=step % group == group - 1 and step < complete,
+                                  scale=scale)
                 objective.after_step(output, batch)
                 sums["total"] += total.detach()
                 for name in objective.terms:
@@ -260,7 +329,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
             prefix = "train_" if stage is stages[-1] else f"train_{stage.name}_"
             row_losses.update({f"{prefix}{k}": float(v) / steps for k, v in sums.items()})
         valid = regression_metrics(predict(model, valid_split, spec.train.eval_batch_size, kind), valid_split.labels.cpu().numpy())
-        row = {"epoch": epoch, **row_losses,
+        row = {"epoch": epoch, "lr": optimizers[-1].param_groups[0]["lr"], **row_losses,
                **{f"valid_{k}": valid[k] for k in METRIC_KEYS}, "seconds": time.perf_counter() - epoch_start}
         rows.append(row)
         diverged = [k for k in row_losses if k.endswith("_total") and not np.isfinite(row_losses[k])]
@@ -270,6 +339,11 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
             best = {"epoch": epoch, "valid": valid,
                     "state": {name: t.detach().clone() for name, t in model.state_dict().items()}}
         progress.set_postfix(loss=f"{row['train_total']:.3f}", valid_mae=f"{valid['mae']:.3f}")
+        for scheduler in schedulers:
+            scheduler.step(valid["mae"])
+        if spec.train.patience and epoch - best["epoch"] >= spec.train.patience:
+            log.info("early stop at epoch %d: no lower validation MAE in %d epochs", epoch, spec.train.patience)
+            break
     progress.close()
 
     metadata = {
@@ -278,6 +352,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         "best_epoch": best["epoch"],
         "best_valid": best["valid"],
         "epochs": spec.train.epochs,
+        "epochs_run": len(rows),  # fewer than epochs where early stopping (train.patience) ended the run
         "parameters": count_parameters(model),
         "device": str(device),
         "compiled": use_compile(spec.train, device),

@@ -47,7 +47,7 @@ def test_epoch_log_has_every_loss_term_and_metric(two_runs):
     folders, _ = two_runs
     rows = list(csv.DictReader(open(folders[0] / "epochs.csv")))
     assert len(rows) == TINY_RUN["train"]["epochs"]
-    expected = {"epoch", "seconds", "train_total", *(f"train_{t}" for t in TERMS), *(f"valid_{k}" for k in METRIC_KEYS)}
+    expected = {"epoch", "lr", "seconds", "train_total", *(f"train_{t}" for t in TERMS), *(f"valid_{k}" for k in METRIC_KEYS)}
     assert set(rows[0]) == expected
 
 

@@ -18,41 +18,83 @@ It is trained on the task loss alone (MMSA's regression setting: L1, Eq. 2 of RI
 cached word features (GloVe, or frozen BERT-family features) fed straight to the convolution, as MMSA's MulT
 does by default (``use_bert`` false): nothing here is fine-tuned.
 
-Checked once against MMSA 2.2.1 itself (in a scratch environment; MMSA is no dependency): with its weights
-copied in, ``position_embedding`` off and every sample full-length (where the two read-outs and masks
-coincide), ours gives its outputs to 3e-7 at both published sizes, MOSEI's unequal kernels included.
+Checked against MMSA 2.2.1 itself (in a scratch environment; MMSA is no dependency): with its weights copied in,
+ours gives its outputs to 4e-7 on padded samples of 1-50 words (``readout`` last_step, ``position_embedding``
+off: MMSA's MulT; on: MMSA's encoder built with ``position_embedding=True``, the authors' repository), and at
+both published sizes on full-length samples, MOSEI's unequal kernels included.
 
-Where ours differs from the authors' code, and why
-- Read-out and padding (DESIGN §9). The authors read every target stream at its last time step. Their code
-  masks attention causally (``attn_mask``: step i sees source steps <= i + |T_source - T_target|), so the last
-  step is the one that has seen the whole sequence; on our word-aligned data padded to L = 50, with 6-20 real
-  words, that last step is padding. Ours reads the last *real* step, ``min(lengths, T_m) - 1`` (the
-  convolution shortens each stream by k_m - 1, and a real word near the end still reaches step T_m - 1), keeps
-  the causal mask (so that step has seen every real step before it), and masks padded keys in every attention.
-  The inputs are zeroed beyond ``lengths`` before the convolutions, so a window that reaches past the last word
-  sees zeros, as a convolution over the real words alone with zero padding would. Together: nothing at a padded
-  position reaches the prediction (tested), and the parameter count is unchanged.
-- A sample of length 0 attends over its first (all-zero) step, which keeps the softmax finite, and reads out a
-  zero vector: its prediction is the bias path of the output MLP.
-- Only the steps that can matter are computed: each batch is cut to ``max(lengths) + max(k_m) - 1`` steps
-  (never below one window). Every real step sees exactly the same inputs, masks and positions as with the full
-  L steps, so a sample's prediction does not depend on the batch it is in (tested). On the synthetic 6-20-word
-  data it about halves a CPU training step. Skipped under ``torch.compile``, where a data-dependent length
-  would recompile each batch (the compiled, uncut graph gives the same predictions).
-- Positional embeddings: the authors' code and the paper add them (Eq. 3); MMSA 2.2.1 builds its encoders
-  with ``position_embedding=False`` and so has none. We follow the paper (``position_embedding``). The
-  authors number positions from 1 and give a step whose first feature is exactly 0 the zero embedding (they
-  take it for padding); ours numbers every step 1..T and masks padding instead.
+Issue 21: why ours did not learn what theirs learns, and what changed
+On the default synthetic MOSI cache, read exactly as our loader reads it, MMSA's MulT trained by MMSA's own
+trainer learns the cross-modal part of the label (validation MAE from 0.89 to 0.50 in 8 epochs, test Acc-2
+88.8 %, seed 0), while ours stayed at the text-only level (validation MAE about 0.75, Acc-2 about 77 %) even with
+MMSA's optimisation. One difference at a time, seed 0, the authors' MOSI size, 8 epochs, best validation epoch
+(test Acc-2 over non-zero labels / MAE / Corr):
+
+    read-out    positions  optimisation (MMSA's: batch 16, lr 2e-3, value clip 0.6, plateau 5)   val MAE  test
+    MMSA 2.2.1's own model and trainer                                                          0.503    88.8 / 0.493 / 0.889
+    last_real   on         8 batches per step, mean gradient, clipped once                      0.724    76.8 / 0.808 / 0.755
+    last_real   off        the same                                                             0.745    77.8 / 0.836 / 0.749
+    last_step   off        the same                                                             0.597    83.8 / 0.648 / 0.839
+    last_step   off        ... and the last incomplete group dropped                            0.508    88.3 / 0.515 / 0.894
+    last_step   off        summed, clipped after every batch                                    0.504    87.5 / 0.538 / 0.889
+    last_step   off        summed, clipped after every batch, last group dropped (MMSA's)      0.459    87.7 / 0.484 / 0.890
+    last_step   on         the same (MMSA's)                                                    0.486    89.4 / 0.488 / 0.894
+
+- The read-out is the cause (DESIGN §9). The authors read every target stream at its last step, T - 1 of the
+  full padded length, and attend over padded steps like any other (no key-padding mask); under their causal
+  mask (``attn_mask``: step i sees source steps <= i + |T_source - T_target|) that step has seen every step.
+  On word-aligned data with 6-20 real words of L = 50 it is padding: its own input is exactly zero (bias-free
+  convolution of zeros, no position), so it enters every layer as a query with no content of its own, the
+  same for every sample, and what it reads out is what it gathered by attention over all real steps, next to
+  the padded keys (a constant key and value each, whose count says how short the sample is). It works as a
+  learned pooling query. Ours before issue 21 read the last *real* step with the padded keys masked: that
+  step's query and its residual stream carry the last word's own features (its convolution window holds that
+  word and zeros), and it never left the text-only level in any run (``last_real``, kept as an option; seeds
+  in the table of README's issue-21 section). Why the learned-query pooling learns the three-way synergy and the
+  last word's query does not is our reading of the mechanism, not something measured further.
+  ``readout: last_step`` (the default) is the authors' behaviour: no batch cut (the number of padded steps
+  changes the prediction), every step a key. Padding still never carries data: the inputs are zeroed beyond
+  ``lengths`` before the convolutions (tested), so what lies there in a cache changes nothing.
+- Positional embeddings (Eq. 3) are not the cause (last table row). MMSA 2.2.1 builds its encoders with
+  ``position_embedding=False``; the authors' repository adds them and gives a step whose first feature is
+  exactly 0 (padding) none, numbering the others from 1. ``position_embedding`` (default off, MMSA's) does
+  the same when on: positions on the real steps of the crossmodal transformers' inputs, on every step of the
+  self-attention transformers' (no step is zero there), and the equivalence above holds either way.
+- Optimisation, in the trainer (rider.train.trainer, options any kind may use): MMSA trains MulT with Adam
+  (``weight_decay`` is in its config but never passed to the optimiser), lr 2e-3, batch 16, ``loss.backward()``
+  on each batch with the gradients summed over 8 batches per step (``update_epochs``), every gradient element
+  clipped to ±0.6 after each backward pass (on the running sum), an epoch's last incomplete group never stepped,
+  ReduceLROnPlateau (factor 0.1, patience 5) on the validation loss, and early stopping after 8 epochs without a
+  lower one. ``train``: ``accumulate: 8``, ``accumulate_reduction: sum``, ``grad_clip: 0.6``,
+  ``grad_clip_mode: value``, ``weight_decay: 0``, ``schedule: plateau``, ``plateau_patience: 5``, ``patience:
+  8`` reproduce each (configs/paper.yaml). At one seed the accumulation details move the best validation MAE
+  between 0.46 and 0.60 (table), the spread between seeds, so they are not separated here; we follow MMSA.
+  Summed gradients matter only through the clipping: Adam's step is the same for a sum as for a mean, but 0.6
+  on the sum of 8 batches clips where 0.6 on their mean would not.
+- What still differs: the data order and dropout masks (other random streams); the plateau schedule and early
+  stopping follow our validation MAE, MMSA's the mean of its validation batches' L1 (the same but for the last,
+  smaller batch's weight); MMSA's trainer keeps each batch's output graph for the epoch's metrics (memory only).
+- The default run (config.yaml) trains MulT at a CPU size. There, at d 16, 2 heads, 1 + 1 layers, the 10
+  steps per epoch of MMSA's accumulation did not leave the text-only level in 12 epochs (validation MAE 0.75,
+  seed 0); see config.yaml for the size and protocol chosen.
+- Cost on the CPU (1 thread): ``last_step`` computes all L = 50 steps where ``last_real`` cut each batch to
+  its longest sample, about 2.3x the time per epoch at the authors' size (42-45 s against 18-20 s on the
+  default cache; MMSA's own: 43 s).
+
+Where ours differs from the authors' code otherwise, and why
+- With ``readout: last_real``, a sample of length 0 attends over its first (all-zero) step, which keeps the
+  softmax finite, and reads out a zero vector: its prediction is the bias path of the output MLP. With
+  last_step it is computed as the authors' code computes it (finite: every step is a key).
+- With ``readout: last_real`` only the steps that can matter are computed: each batch is cut to
+  ``max(lengths) + max(k_m) - 1`` steps (never below one window), so a sample's prediction does not depend on
+  the batch it is in (tested; with last_step neither does it, every batch having all L steps). Skipped under
+  ``torch.compile``, where a data-dependent length would recompile each batch.
 - The convolution is always applied. MMSA skips it where a feature width equals d (text 30/50 never does here).
 - The self-attention transformers have their own depth (``self_layers``); the authors' code builds them with
   ``max(nlevels, 3)`` layers, which is 4 at both published sizes (the defaults).
 - Dropout rates as in the authors' ``get_network``: attention over a source uses that source's rate (text
   ``attn_dropout``, audio ``attn_dropout_audio``, vision ``attn_dropout_vision``); self-attention uses
   ``attn_dropout``. Keys and values get separate embedding-dropout masks, as theirs do.
-- Training (not the network): MMSA trains MulT with Adam, lr 2e-3, batch 16 with gradients accumulated over
-  8 batches (``update_epochs``), element-wise gradient clipping at 0.6 and ReduceLROnPlateau; its
-  ``weight_decay`` is never passed to the optimiser. Our one trainer uses AdamW, norm clipping (``grad_clip``)
-  and the best-validation checkpoint; the paper configuration sets lr, batch size and clipping from theirs.
 
 Shapes: B batch, L words, T_m steps of modality m after its convolution, D = d_model, 2D the concatenated
 streams, 6D the fused read-out.
@@ -72,6 +114,9 @@ from rider.model.kind import MODALITY_NAMES, ModelKind
 from rider.model.objective import TaskLoss, task_objective
 from rider.model.crossmodal import DIRECTIONS, Transformer
 from rider.model.padding import needed_steps
+
+
+READOUTS = ("last_step", "last_real")
 
 
 @dataclass(frozen=True)
@@ -94,7 +139,10 @@ class MultConfig(ConfigSection):
     res_dropout: float = 0.0  # res_dropout: on each sub-layer's output before the residual sum
     output_dropout: float = 0.5  # output_dropout: inside the residual output MLP
     causal: bool = True  # attn_mask: step i attends to source steps <= i + |T_source - T_target|
-    position_embedding: bool = True  # Eq. 3 and the authors' code; MMSA 2.2.1 leaves it out (false)
+    position_embedding: bool = False  # Eq. 3 and the authors' repository (true); MMSA 2.2.1 has none (false)
+    # last_step: the authors' read-out, every stream at its step T - 1 of the full max_len steps, padding attended
+    # like any step; last_real: ours before issue 21, the last real step, padded keys masked, batches cut.
+    readout: str = "last_step"
     # Inputs, set by the trainer from the cache: GloVe text (768 BERT-family), COVAREP audio, Facet vision.
     text_dim: int = 300
     audio_dim: int = 74
@@ -116,6 +164,9 @@ class MultConfig(ConfigSection):
                      "relu_dropout", "res_dropout", "output_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"MultConfig: {name} = {getattr(self, name)} must be in [0, 1)")
+
+        if self.readout not in READOUTS:
+            raise ValueError(f"MultConfig: readout = {self.readout!r}, expected one of {list(READOUTS)}")
 
     def kernel(self, modality: str) -> int:
         return getattr(self, f"kernel_{modality}")
@@ -177,26 +228,37 @@ class MulT(nn.Module):
         widest = max(cfg.kernel(m) for m in MODALITY_NAMES)
         if L < widest:
             raise ValueError(f"MulT: sequences of {L} words are shorter than the widest kernel ({widest})")
-        L = needed_steps(lengths, L, widest - 1)  # later steps: padding no real step's window reaches
+        authors = cfg.readout == "last_step"
+        if not authors:  # padding reaches no output: the steps no real window reaches are cut
+            L = needed_steps(lengths, L, widest - 1)
         words = (torch.arange(L, device=text.device)[None, :] < lengths[:, None])[..., None]  # (B, L, 1)
         inputs = {m: x[:, :L] * words for m, x in inputs.items()}  # (B, L, D_m), zero beyond lengths
         inputs["text"] = F.dropout(inputs["text"], cfg.text_dropout, self.training)
 
         # Eq. 2: X_m (B, L, D_m) -> (B, T_m, D), T_m = L - k_m + 1; the real steps are the first min(len, T_m).
         streams = {m: self.conv[m](x.transpose(1, 2)).transpose(1, 2) for m, x in inputs.items()}  # (B, T_m, D)
-        real = {m: lengths.clamp(max=z.shape[1]) for m, z in streams.items()}  # (B,) per modality
+        steps = {m: lengths.clamp(max=z.shape[1]) for m, z in streams.items()}  # (B,) real steps per modality
+        # The keys attention may see: every step with the authors' read-out (padding included, as in their code),
+        # else the real steps only.
+        real = {m: torch.full_like(lengths, z.shape[1]) for m, z in streams.items()} if authors else steps
 
         readouts = []
         for target in MODALITY_NAMES:
             z = streams[target]  # (B, T, D), T = T_target
             T = z.shape[1]
             incoming = [self.crossmodal[f"{s}_to_{t}"](z, streams[s],
-                                                       self.mask(T, streams[s].shape[1], real[s], z.dtype))
+                                                       self.mask(T, streams[s].shape[1], real[s], z.dtype),
+                                                       steps[target], steps[s])
                         for s, t in DIRECTIONS if t == target]  # 2 x (B, T, D), Eq. 4
-            h = self.self_attention[target](torch.cat(incoming, dim=-1), None,
-                                            self.mask(T, T, real[target], z.dtype))  # (B, T, 2D)
-            last = (real[target] - 1).clamp(min=0)  # (B,) the last real step; an empty sample reads zeros
-            readouts.append(h[torch.arange(B, device=h.device), last] * (real[target] > 0)[:, None])  # (B, 2D)
+            # Positions on every step here: the authors' code numbers the steps whose first feature is not 0, and
+            # after a crossmodal transformer no step is exactly 0.
+            h = self.self_attention[target](torch.cat(incoming, dim=-1), None, self.mask(T, T, real[target], z.dtype),
+                                            torch.full_like(lengths, T))  # (B, T, 2D)
+            if authors:
+                readouts.append(h[:, -1])  # (B, 2D) step T - 1, the one that has seen every step
+            else:
+                last = (steps[target] - 1).clamp(min=0)  # (B,) the last real step; an empty sample reads zeros
+                readouts.append(h[torch.arange(B, device=h.device), last] * (steps[target] > 0)[:, None])  # (B, 2D)
         fused = torch.cat(readouts, dim=-1)  # (B, 6D)
         hidden = self.proj2(F.dropout(F.relu(self.proj1(fused)), cfg.output_dropout, self.training))  # (B, 6D)
         return MultOutput(self.out(hidden + fused).squeeze(-1), fused)  # (B,), (B, 6D)

@@ -59,7 +59,7 @@ def test_defaults_are_mmsa_mosi_and_paper_has_both_datasets():
     assert (cfg.kernel_text, cfg.kernel_audio, cfg.kernel_vision) == (5, 5, 5)
     assert (cfg.text_dropout, cfg.embed_dropout, cfg.attn_dropout, cfg.attn_dropout_audio, cfg.attn_dropout_vision,
             cfg.relu_dropout, cfg.res_dropout, cfg.output_dropout) == (0.5, 0.2, 0.3, 0.2, 0.0, 0.0, 0.0, 0.5)
-    assert cfg.causal and cfg.position_embedding
+    assert cfg.causal and not cfg.position_embedding and cfg.readout == "last_step"  # MMSA 2.2.1's MulT
     mosei = PAPER["mosei"]
     assert (mosei.d_model, mosei.heads, mosei.kernel_audio, mosei.kernel_vision) == (30, 6, 1, 3)
     assert (mosei.text_dropout, mosei.embed_dropout, mosei.attn_dropout) == (0.3, 0.0, 0.4)
@@ -98,7 +98,7 @@ def test_sinusoids_by_hand():
 def test_shapes_gradients_and_an_empty_sample():
     torch.manual_seed(0)
     model = MulT(tiny(embed_dropout=0.0, text_dropout=0.0, attn_dropout=0.0, attn_dropout_audio=0.0,
-                      output_dropout=0.0))
+                      output_dropout=0.0, readout="last_real"))
     text, audio, vision, lengths = batch([10, 4, 1, 0])
     out = model(text, audio, vision, lengths)
     assert out.prediction.shape == (4,) and out.fused.shape == (4, 6 * 8)
@@ -107,6 +107,85 @@ def test_shapes_gradients_and_an_empty_sample():
     (out.prediction - torch.arange(4.0)).abs().mean().backward()
     silent = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert silent == []
+
+
+def test_what_lies_past_the_lengths_never_reaches_the_last_real_readout():
+    """The generic test (tests/model/test_kinds.py) holds the default read-out, last_step, whose padded steps are
+    attended as zeros, like the authors' zero padding; here the other one."""
+    torch.manual_seed(0)
+    model = MulT(tiny(readout="last_real")).eval()
+    text, audio, vision, lengths = batch([10, 6, 3, 0])
+    clean = model(text, audio, vision, lengths).prediction
+    noisy = [x.clone() for x in (text, audio, vision)]
+    for x in noisy:
+        for b, n in enumerate(lengths.tolist()):
+            x[b, n:] = 50.0 * torch.randn_like(x[b, n:])
+    torch.testing.assert_close(model(*noisy, lengths).prediction, clean)
+
+
+def test_the_last_real_readout_does_not_depend_on_the_batch():
+    """last_real cuts each batch to its longest sample (plus the widest kernel): a sample predicts the same alone
+    and beside a full-length one (last_step keeps every padded step: tests/model/test_kinds.py)."""
+    torch.manual_seed(0)
+    model = MulT(tiny(readout="last_real")).eval()
+    text, audio, vision, lengths = batch([10, 5, 2])
+    together = model(text, audio, vision, lengths).prediction
+    for b in (1, 2):
+        alone = model(text[b:b + 1], audio[b:b + 1], vision[b:b + 1], lengths[b:b + 1]).prediction
+        torch.testing.assert_close(alone, together[b:b + 1])
+
+
+def test_the_last_real_word_reaches_the_prediction():
+    """The read-out is the last real step, which under the causal mask is the one step that has seen every word:
+    a change at the last word of a short sample changes its prediction."""
+    torch.manual_seed(0)
+    model = MulT(tiny(readout="last_real")).eval()
+    text, audio, vision, lengths = batch([4])
+    before = model(text, audio, vision, lengths).prediction
+    changed = audio.clone()
+    changed[0, 3] += 1.0
+    assert not torch.allclose(model(text, changed, vision, lengths).prediction, before)
+
+
+def test_the_two_readouts_agree_on_full_length_samples_and_differ_on_short_ones():
+    """On a full-length sample the last real step is the last step and no key is padding, so the authors'
+    read-out and ours coincide; on a short one the authors' step T - 1 lies in the padding and has attended over
+    the padded steps, ours is the last real step."""
+    torch.manual_seed(0)
+    authors = MulT(tiny(readout="last_step")).eval()
+    ours = MulT(tiny(readout="last_real")).eval()
+    ours.load_state_dict(authors.state_dict())
+    text, audio, vision, lengths = batch([10, 10, 4, 1])
+    a, o = authors(text, audio, vision, lengths), ours(text, audio, vision, lengths)
+    torch.testing.assert_close(a.prediction[:2], o.prediction[:2])
+    assert not torch.allclose(a.prediction[2:], o.prediction[2:])
+    assert torch.isfinite(a.prediction).all()
+
+
+def test_the_authors_readout_sees_every_real_step_through_the_padding():
+    """With last_step, step T - 1 (padding, for a short sample) has seen every real word under the causal mask:
+    a change at the first word or the last changes the prediction."""
+    torch.manual_seed(0)
+    model = MulT(tiny(readout="last_step")).eval()
+    text, audio, vision, lengths = batch([4])
+    before = model(text, audio, vision, lengths).prediction
+    for position in (0, 3):
+        changed = audio.clone()
+        changed[0, position] += 1.0
+        assert not torch.allclose(model(text, changed, vision, lengths).prediction, before)
+
+
+def test_positions_go_on_the_real_steps_only_as_the_authors_number_them():
+    """The authors' positional embedding gives a step whose first feature is exactly 0 (padding) none: with the
+    real steps given, positions 1..n go on them and the padded steps stay zero; without, every step has one."""
+    transformer = MulT(tiny(position_embedding=True)).crossmodal["audio_to_text"].eval()
+    zeros = torch.zeros(2, 5, 8)
+    embedded = transformer.embed(zeros, torch.tensor([2, 5]))
+    table = sinusoids(10, 8)
+    torch.testing.assert_close(embedded[0, :2], table[:2])
+    assert torch.all(embedded[0, 2:] == 0)
+    torch.testing.assert_close(embedded[1], table[:5])
+    torch.testing.assert_close(transformer.embed(zeros)[0], table[:5])
 
 
 def test_inputs_are_checked():
