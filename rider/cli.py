@@ -256,6 +256,21 @@ def _overhead(args: argparse.Namespace) -> None:
                    warmup=args.warmup)
 
 
+def _tune(args: argparse.Namespace) -> None:
+    from rider.readers import read_json
+    from rider.train.tune import TuneConfig, write_choice
+
+    _only_keys(args.spec, {"search", "trials"})
+    search = from_mapping(TuneConfig, args.spec.get("search", {}), "search")
+    declared = args.spec.get("trials", [])
+    if len(declared) != len(args.metadata):
+        raise ConfigError(f"--spec declares {len(declared)} trials but --metadata names {len(args.metadata)} files")
+    records = [{**trial, "metadata": read_json(path, "trial's metadata")} for trial, path in zip(declared, args.metadata)]
+    choice = write_choice(search, records, args.out)
+    for kind, entry in choice["chosen"].items():
+        log.info("%s: %s", kind, entry["trial"])
+
+
 def _count_parameters(args: argparse.Namespace) -> None:
     from rider.model.params import write_counts
 
@@ -454,6 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
         .add("--warmup", type=_count, default=2, help="untimed steps first") \
         .threads() \
         .out("timing JSON to write")
+
+    command("tune", _tune, "Choose each kind's trial of the declared search by validation MAE; write the choice.") \
+        .spec('JSON {"search": {"kinds", "seed", "sizes", "lr_factors"}, "trials": [{"kind", "trial", "base", '
+              '"overrides"}]} (rider.train.tune)') \
+        .add("--metadata", required=True, nargs="+", type=_input_file("trial's metadata"),
+             help="each declared trial's metadata.json (rider train), in the order of --spec's trials") \
+        .out("choice JSON to write")
 
     command("count", _count_parameters,
             "Count each model kind's parameters at its authors' published sizes; write JSON.") \

@@ -16,6 +16,7 @@ dropped: its mean is NaN.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -216,6 +217,15 @@ def paired_p_value(values: Mapping[int, float], reference: Mapping[int, float]) 
     return float(stats.ttest_rel(x, y).pvalue)
 
 
+def same_sign_in_every_seed(values: Mapping[int, float], reference: Mapping[int, float] | None) -> bool:
+    """Whether ``values`` - ``reference`` (by seed) is non-zero with one sign in every shared seed, at least two."""
+    if reference is None:
+        return False
+    differences = [values[seed] - reference[seed] for seed in values if seed in reference]
+    differences = [d for d in differences if math.isfinite(d)]
+    return len(differences) >= 2 and (all(d > 0 for d in differences) or all(d < 0 for d in differences))
+
+
 def summarize(scalars: pd.DataFrame, reference: str, alpha: float = 0.05,
               p_values: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean ± std over seeds of every (dataset, model, quantity), with the paired test against ``reference``.
@@ -223,18 +233,25 @@ def summarize(scalars: pd.DataFrame, reference: str, alpha: float = 0.05,
     ``p_values``: given (columns dataset, model, quantity, p_value; ``rider.report.bootstrap``), they replace the
     t-test across seeds, and a quantity they do not cover gets NaN; otherwise every p-value is the t-test's.
 
-    Returns columns dataset, model, quantity, n, mean, std, p_value, significant. The reference's own rows
-    (and any model on a dataset where the reference was not run) get p_value NaN and significant False.
+    Returns columns dataset, model, quantity, n, mean, std, p_value, significant, every_seed. The reference's own
+    rows (and any model on a dataset where the reference was not run) get p_value NaN and significant False.
+    ``every_seed``: the difference from the reference has the same sign in every seed the two share (paired by
+    seed, at least two), whichever test gives the p-value: a difference that holds across training seeds, which
+    the bootstrap over test samples does not measure.
     """
     summary = over_seeds(scalars, ["dataset", "model", "quantity"])
+    by_seed = {key: dict(zip(part["seed"], part["value"]))
+               for key, part in scalars.groupby(["dataset", "model", "quantity"], sort=False)}
+    summary["every_seed"] = [
+        row.model != reference and same_sign_in_every_seed(by_seed[(row.dataset, row.model, row.quantity)],
+                                                            by_seed.get((row.dataset, reference, row.quantity)))
+        for row in summary.itertuples(index=False)]
     if p_values is not None:
         given = p_values.set_index(["dataset", "model", "quantity"])["p_value"]
         keys = pd.MultiIndex.from_frame(summary[["dataset", "model", "quantity"]])
         summary["p_value"] = given.reindex(keys).to_numpy(dtype=np.float64)
         summary.loc[summary["model"] == reference, "p_value"] = np.nan
     else:
-        by_seed = {key: dict(zip(part["seed"], part["value"]))
-                   for key, part in scalars.groupby(["dataset", "model", "quantity"], sort=False)}
         tested = []
         for row in summary.itertuples(index=False):
             ref = by_seed.get((row.dataset, reference, row.quantity))

@@ -23,6 +23,7 @@ from rider.report.bootstrap import bootstrap_p_values
 from rider.report.layout import OVERHEAD_TABLE, OVERHEAD_TITLE
 from rider.report.paper import load_published, load_published_cost
 from rider.report.spec import ReportSpec
+from rider.train.tune import read_choice
 
 
 def build_tables(spec: ReportSpec, published_path: str | os.PathLike, cost_path: str | os.PathLike) -> list[tab.Table]:
@@ -46,6 +47,7 @@ def build_tables(spec: ReportSpec, published_path: str | os.PathLike, cost_path:
         tab.parameter_table(summary, spec, cost, paper_sizes),
         tab.overhead_table(measured, cost, OVERHEAD_TITLE, OVERHEAD_TABLE),
         tab.chain_table(summary, spec),
+        tab.tuning_table({dataset: read_choice(path) for dataset, path in spec.tuning.items()}),
     ]
 
 

@@ -30,6 +30,7 @@ TABLES: Final = {
     "table_remedies": "Remedies for a router that does not react: clean metrics and nAUC",
     "table6_parameters": "Table 6: parameters and parameter memory",
     "table_chain": "Signal chain: how the router's signals separate corrupted inputs and track quality",
+    "table_tuning": "Tuning: every kind's trials of the declared search and the choice, by validation MAE",
 }
 OVERHEAD_TABLE: Final = "overhead"  # App. D, measured on this run by its own rule
 OVERHEAD_TITLE: Final = "Appendix D: training overhead of the four views, measured on this run"

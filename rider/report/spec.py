@@ -13,7 +13,8 @@ The workflow builds this from its validated config with ``spec_from_config`` (re
      "chain": ["remedy_all"],                                      # the signal-chain figure beside the reference
      "paper": {"synth_mosi": "mosi"},                              # whose published numbers sit beside a dataset
      "overhead": {"synth_mosi": "results/synth_mosi/overhead.json"},   # App. D timings (rider overhead)
-     "parameters": "results/parameters.json"}                      # counts at the published sizes (rider count)
+     "parameters": "results/parameters.json",                      # counts at the published sizes (rider count)
+     "tuning": {"synth_mosi": "resources/tuning/synth_mosi.json"}}  # the tuning choice each dataset trained from
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class ReportSpec:
     chain: tuple[str, ...] = ()  # variants the signal-chain figure draws beside the reference
     overhead: Mapping[str, Path] = field(default_factory=dict)  # dataset -> App. D timing JSON (rider overhead)
     parameters: Path | None = None  # counts at the published sizes (rider count)
+    tuning: Mapping[str, Path] = field(default_factory=dict)  # dataset -> the tuning choice its runs trained from
 
     def __post_init__(self):
         if not self.runs:
@@ -118,7 +120,7 @@ class ReportSpec:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ReportSpec":
         allowed = {"runs", "models", "reference", "alpha", "significance", "tables", "paper", "baselines", "routing",
-                   "chain", "overhead", "parameters"}
+                   "chain", "overhead", "parameters", "tuning"}
         unknown = sorted(set(values) - allowed)
         if unknown:
             raise ValueError(f"report spec: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -139,7 +141,8 @@ class ReportSpec:
                    routing=tuple(values.get("routing", ())),
                    chain=tuple(values.get("chain", ())),
                    overhead={d: Path(path) for d, path in values.get("overhead", {}).items()},
-                   parameters=Path(values["parameters"]) if values.get("parameters") else None)
+                   parameters=Path(values["parameters"]) if values.get("parameters") else None,
+                   tuning={d: Path(path) for d, path in values.get("tuning", {}).items()})
 
     @classmethod
     def from_json(cls, text: str) -> "ReportSpec":
@@ -176,14 +179,16 @@ def report_models(config: Mapping[str, Any]) -> list[str]:
 
 
 def spec_from_config(config: Mapping[str, Any], eval_path: str, predictions_path: str | None = None,
-                     overhead_path: str | None = None, parameters_path: str | None = None) -> dict[str, Any]:
+                     overhead_path: str | None = None, parameters_path: str | None = None,
+                     tuning: bool = False) -> dict[str, Any]:
     """The ``ReportSpec`` of a workflow run, as a JSON-ready dict.
 
     ``eval_path``, ``predictions_path``: where an evaluation and its per-sample predictions lie, templates with
     ``{dataset}``, ``{model}`` and ``{seed}``. The predictions are named when report.significance_test is
     ``bootstrap``; without ``predictions_path`` (the figures, which mark nothing) the spec holds no significance
     settings, so changing them reruns only the tables. ``overhead_path`` (``{dataset}``) and ``parameters_path``:
-    the App. D timings and the counts at the published sizes, which only the tables read. The paper counterpart
+    the App. D timings and the counts at the published sizes, which only the tables read, as they read the tuning
+    choice each tuned dataset trained from (``tuning``: datasets.<name>.tuned). The paper counterpart
     of a dataset is the paper dataset whose folds it uses (``datasets.<name>.folds``).
     """
     section, models, datasets = config["report"], report_models(config), config["run"]["datasets"]
@@ -209,6 +214,8 @@ def spec_from_config(config: Mapping[str, Any], eval_path: str, predictions_path
         spec["overhead"] = {d: overhead_path.format(dataset=d) for d in datasets}
     if parameters_path is not None:
         spec["parameters"] = parameters_path
+    if tuning:
+        spec["tuning"] = {d: config["datasets"][d]["tuned"] for d in datasets if config["datasets"][d]["tuned"]}
     return spec
 
 

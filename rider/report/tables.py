@@ -135,6 +135,7 @@ class Cell:
     p_value: float = math.nan
     significant: bool = False
     printed: str | None = None  # a published number, with the paper's digits
+    every_seed: bool = False  # the difference from the reference has one sign in every seed (rider.report.aggregate)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def _run_row(found: Mapping, dataset: str, model: str, label: str, columns: Sequ
             cells[column.name] = Cell()
             continue
         cells[column.name] = Cell(hit.mean * column.scale, hit.std * column.scale, int(hit.n),
-                                  float(hit.p_value), bool(hit.significant))
+                                  float(hit.p_value), bool(hit.significant), every_seed=bool(hit.every_seed))
         n = max(n, int(hit.n))
     return Row(dataset, model, label, "run", cells, n)
 
@@ -198,20 +199,27 @@ def _seed_note(spec: ReportSpec) -> str:
             "Paper rows: the published numbers, digits as printed.")
 
 
+SEED_MARK: Final = "†"
+
+
 def _significance_note(spec: ReportSpec) -> str:
     n = len({run.seed for run in spec.runs})
+    across = (f" {SEED_MARK} the difference from {spec.reference} has the same sign in each of the seeds (paired by "
+              "seed): it holds across training seeds" + (f" (with {n} seeds, a chance of 2 x 0.5^{n} = "
+                                                         f"{2 * 0.5 ** n:.2f} for a difference that is pure seed "
+                                                         "noise)" if n >= 2 else " (needs two seeds or more)") + ".")
     marked = f"* differs from {spec.models[spec.reference]} ({spec.reference}) at p < {spec.alpha:g}: "
     if spec.significance.test == "bootstrap":
         return marked + (
             f"two-sided paired bootstrap over the test samples ({spec.significance.resamples} resamples of the test "
             "segments, the same for every model; the difference of the seed means, nAUC recomputed on each "
             "resample). It measures test-set sampling error given the trained models, not seed-to-seed variation "
-            "(which report.significance_test: t_test tests).")
+            "(which report.significance_test: t_test tests)." + across)
     note = marked + "two-sided paired t-test across seeds, runs paired by seed, same dataset."
     if n < 3:
         note += (f" With {n} seed(s) the test has at most {max(n - 1, 0)} degree(s) of freedom and flags only "
                  "differences that are nearly constant across seeds; add seeds (run.seeds) for power.")
-    return note
+    return note + across
 
 
 def _paper_note(spec: ReportSpec, table: int | None) -> str:
@@ -315,6 +323,39 @@ def chain_table(summary: pd.DataFrame, spec: ReportSpec) -> Table:
                  {d: d for d in spec.datasets}, (*CHAIN_NOTES, _seed_note(spec), _significance_note(spec)))
 
 
+TUNING: Final = (
+    Column("lr", "lr", "Learning rate", 1.0, 5, None),
+    Column("parameters", "parameters", "Params", 1.0, 0, None, thousands=True),
+    Column("valid_mae", "valid_mae", "Valid MAE", 1.0, 3, False),
+    Column("best_epoch", "best_epoch", "Best epoch", 1.0, 0, None),
+    Column("epochs_run", "epochs_run", "Epochs run", 1.0, 0, None),
+    Column("train_seconds", "train_seconds", "Train s", 1.0, 0, None),
+)
+
+
+def tuning_table(choices: Mapping[str, Mapping]) -> Table:
+    """Every tuned dataset's trials (rider.train.tune's choice file): one row per kind and trial, in the declared
+    order, the chosen trial of each kind marked."""
+    rows, groups, seeds = [], {}, set()
+    for dataset, choice in choices.items():
+        search = choice["search"]
+        groups[dataset] = (f"{dataset}: sizes {', '.join(search['sizes'])} x learning rate x "
+                           f"{', '.join(f'{f:g}' for f in search['lr_factors'])}, seed {search['seed']}")
+        seeds.add(search["seed"])
+        for trial in choice["trials"]:
+            label = f"{trial['kind']}: {trial['trial']}" + (" ← chosen" if trial["chosen"] else "")
+            rows.append(Row(dataset, f"{trial['kind']}/{trial['trial']}", label, "run",
+                            {c.name: Cell(float(trial[c.quantity]), n=1) for c in TUNING}, 1))
+    notes = ("Each kind trained once per trial (a size: configured = the dataset's section for the kind, authors = "
+             "its published configuration; and its configured learning rate times a factor) with the same epoch "
+             "cap, early stopping and seed; the chosen trial has the lowest best validation MAE (the first listed of "
+             "equal ones), and every variant of the kind trains from it. The test split is never read.",
+             "Valid MAE: the best epoch's; Train s: the trial's training time on the machine that tuned.")
+    if not choices:
+        notes = ("No dataset of this run was tuned (datasets.<name>.tuned is null): each kind trains as configured.",)
+    return Table("table_tuning", TABLES["table_tuning"], TUNING, tuple(rows), groups, notes, first_header="Trial")
+
+
 def memory_cells(parameters: float, n: int = 1) -> dict[str, Cell]:
     """Table 6's columns for a parameter count: params × 4 (FP32), × 2 (FP16), × 16 bytes (train state), in MiB."""
     cells = {"parameters": Cell(parameters, n=n)}
@@ -405,7 +446,7 @@ def cell_text(cell: Cell, column: Column, plus_minus: str = "±", mark: str = "*
     text = format_number(cell.mean, column)
     if cell.n > 1 and math.isfinite(cell.std):
         text += f" {plus_minus} {format_number(cell.std, column)}"
-    return text + (mark if cell.significant else "")
+    return text + (mark if cell.significant else "") + (SEED_MARK if cell.every_seed and mark else "")
 
 
 def _arrow(column: Column) -> str:
@@ -430,6 +471,7 @@ def to_frame(table: Table) -> pd.DataFrame:
             record[f"{column.name}_std"] = cell.std
             record[f"{column.name}_p"] = cell.p_value
             record[f"{column.name}_significant"] = cell.significant
+            record[f"{column.name}_every_seed"] = cell.every_seed
         records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -487,7 +529,8 @@ def _latex_plain(text: str) -> str:
 
 
 def _latex_mark(cell: Cell) -> str:
-    return "$^{*}$" if cell.significant else ""
+    marks = ("*" if cell.significant else "") + (r"\dagger" if cell.every_seed else "")
+    return f"$^{{{marks}}}$" if marks else ""
 
 
 def to_latex(table: Table) -> str:

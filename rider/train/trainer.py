@@ -17,6 +17,10 @@ of the norm; ``accumulate`` batches per step, their gradients summed as MMSA's t
 epoch's last incomplete group making no step, as in theirs; ReduceLROnPlateau on the validation MAE
 (``schedule: plateau``); early stopping after ``patience`` epochs without a lower validation MAE. The defaults
 are the paper's (AdamW, norm clipping, one batch per step, a constant rate, every epoch run).
+
+A run that diverges (a non-finite loss or validation prediction) stops there, like early stopping, and keeps its
+best epoch before it; the metadata names the epoch (``diverged_at_epoch``). One that diverges before any finite
+epoch fails.
 """
 
 from __future__ import annotations
@@ -140,17 +144,19 @@ class RunSpec:
                 "train": dataclasses.asdict(self.train)}
 
 
-def run_config(dataset: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[str, Any]:
+def run_config(dataset: Mapping[str, Any], variant: Mapping[str, Any],
+               tuned: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A training run's settings (``RunSpec.from_dict``'s input) from a dataset's validated config section and a
     variant of `models`: the kind's own sections (the dataset's ``model``/``loss`` for the kinds that share them,
-    ``baselines.<kind>`` for the others), the dataset's ``train`` under the kind's, and the variant's overrides on
-    top of each."""
+    ``baselines.<kind>`` for the others), the dataset's ``train`` under the kind's, then what tuning chose for the
+    kind (``tuned``: sections of overrides, rider.train.tune), and the variant's overrides on top of each."""
     kind = model_kind(variant.get("kind", DEFAULT_KIND))
     own = dataset.get("baselines", {}).get(kind.name, {})
     base = {part: dict(dataset.get(part, {})) if part in kind.shared_sections else dict(own.get(part, {}))
             for part in ("model", "loss")}
     base["train"] = {**dataset.get("train", {}), **own.get("train", {})}
-    run = {part: {**base[part], **variant.get(part, {})} for part in ("model", "loss", "train")}
+    tuned = tuned or {}
+    run = {part: {**base[part], **tuned.get(part, {}), **variant.get(part, {})} for part in ("model", "loss", "train")}
     return {"kind": kind.name, **run}
 
 
@@ -290,7 +296,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
     log.info("training %s, %d parameters on %s: %d samples, %d steps per epoch, %d epochs", spec.kind,
              count_parameters(model), device, len(train_split), n_batches, spec.train.epochs)
 
-    rows, best, started = [], None, time.perf_counter()
+    rows, best, diverged_at, started = [], None, None, time.perf_counter()
     progress = tqdm(range(1, spec.train.epochs + 1), desc=f"train {spec.kind}", unit="epoch")
     for epoch in progress:
         epoch_start = time.perf_counter()
@@ -328,13 +334,23 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
             # The last stage's losses keep the plain names (train_total, train_<term>); earlier stages' carry theirs.
             prefix = "train_" if stage is stages[-1] else f"train_{stage.name}_"
             row_losses.update({f"{prefix}{k}": float(v) / steps for k, v in sums.items()})
-        valid = regression_metrics(predict(model, valid_split, spec.train.eval_batch_size, kind), valid_split.labels.cpu().numpy())
+        predictions = predict(model, valid_split, spec.train.eval_batch_size, kind)
+        diverged = [f"{k} = {v}" for k, v in row_losses.items() if k.endswith("_total") and not np.isfinite(v)]
+        if not np.isfinite(predictions).all():
+            diverged.append(f"{int((~np.isfinite(predictions)).sum())} non-finite validation predictions")
+        valid = ({k: float("nan") for k in METRIC_KEYS} if diverged
+                 else regression_metrics(predictions, valid_split.labels.cpu().numpy()))
         row = {"epoch": epoch, "lr": optimizers[-1].param_groups[0]["lr"], **row_losses,
                **{f"valid_{k}": valid[k] for k in METRIC_KEYS}, "seconds": time.perf_counter() - epoch_start}
         rows.append(row)
-        diverged = [k for k in row_losses if k.endswith("_total") and not np.isfinite(row_losses[k])]
-        if diverged:
-            raise FloatingPointError(f"training diverged at epoch {epoch}: {diverged[0]} = {row_losses[diverged[0]]}")
+        if diverged:  # like early stopping: the best epoch before it is kept, and the metadata says so
+            if best is None:
+                raise FloatingPointError(f"training diverged at epoch {epoch}: {diverged[0]}; no epoch before it "
+                                         "to keep")
+            log.warning("training diverged at epoch %d (%s): stopped, keeping epoch %d", epoch, diverged[0],
+                        best["epoch"])
+            diverged_at = epoch
+            break
         if best is None or valid["mae"] < best["valid"]["mae"]:
             best = {"epoch": epoch, "valid": valid,
                     "state": {name: t.detach().clone() for name, t in model.state_dict().items()}}
@@ -353,6 +369,7 @@ def train(spec: RunSpec, cache_path: str | os.PathLike, out_dir: str | os.PathLi
         "best_valid": best["valid"],
         "epochs": spec.train.epochs,
         "epochs_run": len(rows),  # fewer than epochs where early stopping (train.patience) ended the run
+        "diverged_at_epoch": diverged_at,  # the epoch whose loss or validation predictions were not finite, or None
         "parameters": count_parameters(model),
         "device": str(device),
         "compiled": use_compile(spec.train, device),

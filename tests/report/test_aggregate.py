@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rider.report.aggregate import (load_evaluations, paired_p_value, routing_frame, scalar_frame, summarize)
+from rider.report.aggregate import (load_evaluations, paired_p_value, routing_frame, same_sign_in_every_seed,
+                                    scalar_frame, summarize)
 from rider.report.spec import RunRef
 
 from report_evals import make_eval, write_runs
@@ -75,6 +76,21 @@ def test_paired_t_test_across_seeds_marks_consistent_differences(summary):
     # The reference is not tested against itself.
     ref = cell(summary, "rider_moe", "acc2_non0")
     assert math.isnan(ref["p_value"]) and not ref["significant"]
+
+
+def test_a_difference_with_one_sign_in_every_seed_holds_across_seeds(summary, tmp_path):
+    # acc2: no_dir below rider_moe in all three seeds; corr: -0.05, +0.10, -0.10 changes sign; mae: equal
+    assert cell(summary, "no_dir", "acc2_non0")["every_seed"]
+    assert not cell(summary, "no_dir", "corr")["every_seed"]
+    assert not cell(summary, "no_dir", "mae")["every_seed"] and not cell(summary, "rider_moe", "acc2_non0")["every_seed"]
+    # with the bootstrap's p-values too: the mark does not depend on the test
+    scalars = scalar_frame(load_evaluations(write_runs(tmp_path)))
+    given = pd.DataFrame({"dataset": ["synth_mosi"], "model": ["no_dir"], "quantity": ["acc2_non0"], "p_value": [0.5]})
+    assert cell(summarize(scalars, "rider_moe", 0.05, given), "no_dir", "acc2_non0")["every_seed"]
+    assert same_sign_in_every_seed({0: 1.0, 1: 2.0, 5: 0.0}, {0: 0.5, 1: 1.0})  # only shared seeds count
+    assert not same_sign_in_every_seed({0: 1.0}, {0: 0.5})  # one seed says nothing about seeds
+    assert not same_sign_in_every_seed({0: 1.0, 1: 2.0}, None)
+    assert not same_sign_in_every_seed({0: 1.0, 1: float("nan"), 2: 3.0}, {0: 0.5, 1: 1.0, 2: 3.0})
 
 
 def test_a_constant_shift_has_no_p_value(summary):

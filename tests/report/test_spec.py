@@ -32,26 +32,32 @@ def test_full_sweep_adds_every_listed_variant_once(repo_config):
     models = report_models(config)
     assert models[:len(config["run"]["models"])] == config["run"]["models"]
     assert models[len(config["run"]["models"]):] == [
+        "no_prior", "no_consensus", "no_pid", "no_syn", "no_syn_off", "no_syn_res",  # Table 3's rows not in run.models
         "prior_025", "prior_050", "prior_075", "prior_150", "prior_200", "dir_001", "dir_003", "dir_008", "dir_010",
-        "pid002_syn005", "pid005_syn002", "pid002_syn008", "pid008_syn002"]
-    assert len(models) == len(set(models)) == 37  # RIDER-MoE, nine ablations, four remedies, ten baselines, 13 sweeps
+        "pid002_syn005", "pid005_syn002", "pid002_syn008", "pid008_syn002",
+        "corrupt_train", "abs_reliability", "prior_std", "all_remedies"]  # the remedies table's rows too
+    assert len(models) == len(set(models)) == 37  # RIDER-MoE, nine ablations, ten baselines, 13 sweeps, 4 remedies
 
 
 def test_spec_from_config_runs_labels_and_paper_counterparts(repo_config):
     spec = ReportSpec.from_json(json.dumps(spec_from_config(repo_config, EVAL), sort_keys=True))
-    # ten RIDER-MoE variants, four remedies, ten baselines
-    assert len(spec.runs) == len(repo_config["run"]["models"]) * 2 == 24 * 2
+    # RIDER-MoE, three ablations and ten baselines, three seeds each
+    assert len(spec.runs) == len(repo_config["run"]["models"]) * 3 == 14 * 3
     assert spec.runs[0].eval.as_posix() == "results/synth_mosi/rider_moe/seed0/eval.json"
     assert list(spec.models) == repo_config["run"]["models"]  # the order survives sorted JSON keys
-    assert spec.models["no_prior"] == "w/o prior injection (λ_p = 0)"
+    assert spec.models["no_dir"] == "w/o DIR (λ_PID = λ_syn = 0)"
     assert spec.paper == {"synth_mosi": "mosi"}
-    assert spec.rows("prior_sweep") == ("no_prior", "rider_moe", "no_consensus")
+    assert spec.rows("prior_sweep") == ("rider_moe",)  # the reduced sweep: what run.models trains
+    assert spec.rows("ablations") == ("rider_moe", "no_dir", "no_masked_views", "single_expert")
     assert overhead_run(repo_config, "synth_mosi", "results/{dataset}/{model}/seed{seed}/config.json") == \
         "results/synth_mosi/rider_moe/seed0/config.json"
     assert run_kinds(repo_config)[0] == "rider_moe"
     measured = spec_from_config(repo_config, EVAL, overhead_path="r/{dataset}/overhead.json", parameters_path="p.json")
     spec = ReportSpec.from_json(json.dumps(measured))
     assert spec.overhead == {"synth_mosi": Path("r/synth_mosi/overhead.json")} and spec.parameters == Path("p.json")
+    assert spec.tuning == {}  # only the tables read the tuning choice
+    spec = ReportSpec.from_json(json.dumps(spec_from_config(repo_config, EVAL, tuning=True)))
+    assert spec.tuning == {"synth_mosi": Path("resources/tuning/synth_mosi.json")}
 
 
 def test_the_tables_bootstrap_names_every_predictions_file(repo_config):
@@ -69,9 +75,9 @@ def test_the_tables_bootstrap_names_every_predictions_file(repo_config):
 
 def test_a_bootstrap_without_predictions_is_refused(repo_config):
     values = spec_from_config(repo_config, EVAL, PREDICTIONS)
-    del values["runs"][3]["predictions"]
+    del values["runs"][4]["predictions"]
     with pytest.raises(ValueError, match=r"needs every run's predictions; none given for \['results/synth_mosi/"
-                                         r"no_prior/seed1/eval.json'\]"):
+                                         r"no_dir/seed1/eval.json'\]"):
         ReportSpec.from_dict(values)
     values = spec_from_config(repo_config, EVAL, PREDICTIONS)
     values["significance"]["test"] = "wilcoxon"

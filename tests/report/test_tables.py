@@ -46,8 +46,8 @@ def test_table1_every_model_beside_its_published_row_then_the_other_papers_rows(
     assert "MISA: frozen text features" in table.notes
     ours = table.rows[2].cells["acc2"]  # no_dir: 70, 73, 74 %
     assert ours.mean == pytest.approx(72.333333) and ours.std == pytest.approx(math.sqrt(39) / 3)
-    assert ours.n == 3 and ours.significant
-    assert tab.cell_text(ours, table.columns[1]) == "72.33 ± 2.08*"
+    assert ours.n == 3 and ours.significant and ours.every_seed  # below RIDER-MoE in each seed
+    assert tab.cell_text(ours, table.columns[1]) == "72.33 ± 2.08*†"
     assert tab.cell_text(table.rows[0].cells["corr"], table.columns[4]) == "0.600 ± 0.100"
     mma = table.rows[13].cells
     assert (mma["acc2"].printed, mma["f1"].printed, mma["mae"].printed) == ("86.4", "86.40", "0.693")
@@ -135,11 +135,11 @@ def test_the_four_files(built, tmp_path):
 
     md = (out / "table3_ablations.md").read_text()
     assert "| Model | Acc-7 ↑ | Acc-2 ↑ | F1 ↑ | MAE ↓ | Corr ↑ | N(C) ↑ |" in md
-    assert "| w/o DIR (λ_PID = λ_syn = 0) | 50.00 ± 0.00 | 72.33 ± 2.08\\* |" in md
+    assert "| w/o DIR (λ_PID = λ_syn = 0) | 50.00 ± 0.00 | 72.33 ± 2.08\\*† |" in md
     assert "| ↳ paper: w/o DIR (λ_PID = λ_syn = 0) | 46.33 | 84.22 | 84.18 | 0.734 |" in md
 
     tex = (out / "table3_ablations.tex").read_text()
-    for piece in (r"\toprule", r"\midrule", r"\bottomrule", r"72.33 $\pm$ 2.08$^{*}$",
+    for piece in (r"\toprule", r"\midrule", r"\bottomrule", r"72.33 $\pm$ 2.08$^{*\dagger}$",
                   r"w/o DIR ($\lambda_{\text{PID}}$ = $\lambda_{\text{syn}}$ = 0)", r"\label{tab:table3_ablations}"):
         assert piece in tex
     assert tex.count(r"\\") == len(table.rows) + 2  # header, one dataset row, every row
@@ -182,3 +182,27 @@ def test_chain_table_averages_over_modalities_where_defined_and_skips_kinds_with
     assert cells["latent_diagonal"].mean == pytest.approx(0.8)  # .9 on the intended pairs, .1 off them
     assert tab.cell_text(cells["conflict_cons"], table.columns[4]) == "0.610 ± 0.010"
     assert any("AUROC" in note for note in table.notes)
+
+
+def test_tuning_table_every_trial_in_order_the_choice_marked(tmp_path):
+    from rider.train.tune import TuneConfig, read_choice, write_choice
+
+    search = TuneConfig(kinds=("rider_moe", "tfn"), seed=2, lr_factors=(0.5, 2.0))
+    maes = {("rider_moe", "configured-lr0.5"): 0.61, ("rider_moe", "configured-lr2"): 0.48,
+            ("tfn", "configured-lr0.5"): 0.52, ("tfn", "configured-lr2"): 0.77}
+    records = [{"kind": kind, "trial": trial, "base": {}, "overrides": {"train": {"lr": 1e-3 * float(trial.split("lr")[1])}},
+                "metadata": {"kind": kind, "seed": 2, "best_valid": {"mae": mae}, "best_epoch": 5, "epochs": 30,
+                             "epochs_run": 11, "parameters": 1234, "train_seconds": 40.0}}
+               for (kind, trial), mae in maes.items()]
+    path = tmp_path / "choice.json"
+    write_choice(search, records, path)
+    table = tab.tuning_table({"synth_mosi": read_choice(path)})
+    assert [row.label for row in table.rows] == ["rider_moe: configured-lr0.5", "rider_moe: configured-lr2 ← chosen",
+                                                 "tfn: configured-lr0.5 ← chosen", "tfn: configured-lr2"]
+    assert table.rows[1].cells["valid_mae"].mean == 0.48 and table.rows[1].cells["epochs_run"].mean == 11
+    assert "x learning rate x 0.5, 2, seed 2" in table.groups["synth_mosi"]
+    md = tab.to_markdown(table)
+    assert "| tfn: configured-lr0.5 ← chosen | 0.00050 | 1,234 | 0.520 | 5 | 11 | 40 | 1 |" in md
+    empty = tab.tuning_table({})
+    assert empty.rows == () and "No dataset of this run was tuned" in empty.notes[0]
+    tab.write_table(empty, tmp_path / "out")  # an untuned run still writes the table's four files

@@ -88,3 +88,31 @@ def test_compiled_training_agrees_with_eager(tiny_dataset, tmp_path):
     assert compiled["compiled"] and not eager["compiled"]
     for key in ("mae", "corr"):
         assert compiled["best_valid"][key] == pytest.approx(eager["best_valid"][key], abs=1e-4)
+
+
+def test_a_run_that_diverges_keeps_its_best_epoch_and_says_so(tiny_dataset, tmp_path, monkeypatch):
+    """Validation predictions turn NaN at epoch 3 (a fault put into the real trainer): the run stops there with
+    epoch 1 or 2 kept, as early stopping keeps its best; a run with no finite epoch before it fails."""
+    import rider.train.trainer as trainer
+
+    real_predict, calls = trainer.predict, []
+
+    def predict_nan_from(epoch):
+        def predict(*args, **kwargs):
+            calls.append(1)
+            out = real_predict(*args, **kwargs)
+            return out * np.nan if len(calls) >= epoch else out
+        return predict
+
+    spec = RunSpec.from_dict({"kind": "lmf", "train": {"epochs": 6, "batch_size": 8}})
+    monkeypatch.setattr(trainer, "predict", predict_nan_from(3))
+    metadata = trainer.train(spec, tiny_dataset["cache"], tmp_path / "run", seed=0, threads=1)
+    assert metadata["diverged_at_epoch"] == 3 and metadata["epochs_run"] == 3 and metadata["best_epoch"] in (1, 2)
+    assert np.isfinite(metadata["best_valid"]["mae"])
+    rows = list(csv.DictReader(open(tmp_path / "run/epochs.csv")))
+    assert len(rows) == 3 and rows[2]["valid_mae"] == "nan"
+    calls.clear()
+    monkeypatch.setattr(trainer, "predict", predict_nan_from(1))
+    with pytest.raises(FloatingPointError, match="diverged at epoch 1: .*non-finite validation predictions; no epoch"):
+        trainer.train(spec, tiny_dataset["cache"], tmp_path / "never", seed=0, threads=1)
+    assert not (tmp_path / "never/model.pt").exists()

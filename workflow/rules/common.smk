@@ -90,18 +90,32 @@ def run_models():
     return config["run"]["models"]
 
 
-def run_spec(dataset, model):
-    """A training run's settings (rider.train.trainer.run_config): the kind's sections of the dataset, the
-    variant's overrides on top; checked by building its RunSpec now, so a bad value stops the workflow before
-    any job runs, naming the dataset and the variant."""
-    from rider.train.trainer import RunSpec, run_config
+def checked_run(run, where):
+    """``run`` as JSON, checked by building its RunSpec now, so a bad value stops the workflow before any job
+    runs, naming ``where``."""
+    from rider.train.trainer import RunSpec
 
-    run = run_config(config["datasets"][dataset], config["models"][model])
     try:
         RunSpec.from_dict(run)
     except (ValueError, TypeError) as err:
-        raise ValueError(f"config: datasets.{dataset} with models.{model}: {err}") from None
+        raise ValueError(f"config: {where}: {err}") from None
     return json.dumps(run, sort_keys=True)
+
+
+def run_spec(dataset, model):
+    """A training run's settings (rider.train.trainer.run_config): the kind's sections of the dataset, what
+    tuning chose for the kind where the dataset names a choice (datasets.<name>.tuned), the variant's overrides on
+    top."""
+    from rider.train.trainer import run_config
+    from rider.train.tune import read_choice, tuned_overrides
+
+    section, variant = config["datasets"][dataset], config["models"][model]
+    tuned = None
+    if section["tuned"] is not None:
+        kind = variant_kind(model)
+        choice = read_choice(tuned_file(dataset))
+        tuned = tuned_overrides(choice, kind, run_config(section, {"kind": kind}), section["tuned"])
+    return checked_run(run_config(section, variant, tuned), f"datasets.{dataset} with models.{model}")
 
 
 def spec(dataset, *parts):

@@ -40,11 +40,12 @@ rule tables:
         predictions=lambda wildcards: prediction_files(config, EVAL_PATH, PREDICTIONS_PATH),
         overhead=expand(MEASURED["overhead_path"], dataset=run_datasets()),
         parameters=MEASURED["parameters_path"],
+        tuning=lambda wildcards: [tuned_file(dataset) for dataset in run_datasets() if config["datasets"][dataset]["tuned"]],
         **PAPER_FILES,
         code=sources("report"),
     params:
-        spec=lambda wildcards: json.dumps(spec_from_config(config, EVAL_PATH, PREDICTIONS_PATH, **MEASURED),
-                                          sort_keys=True),
+        spec=lambda wildcards: json.dumps(spec_from_config(config, EVAL_PATH, PREDICTIONS_PATH, **MEASURED,
+                                                           tuning=True), sort_keys=True),
         out_dir=subpath(output[0], parent=True),
     log:
         "logs/report/tables.log",

@@ -15,6 +15,7 @@ rule train:
     input:
         cache="resources/cache/{dataset}.h5",
         code=model_sources("train"),
+        tuned=lambda wildcards: tuned_file(wildcards.dataset),  # the tuning choice the run's settings come from
     params:
         spec=lambda wildcards: run_spec(wildcards.dataset, wildcards.model),
         out_dir=subpath(output.model, parent=True),
