@@ -55,9 +55,9 @@ rule tune_trial:
         kind="|".join(config["tune"]["kinds"]),
         trial=r"(configured|authors)-lr[0-9.e+-]+",
     log:
-        f"logs/tuning/{{dataset}}/{{kind}}/{{trial}}/train.log",
+        "logs/tuning/{dataset}/{kind}/{trial}/train.log",
     benchmark:
-        f"logs/tuning/{{dataset}}/{{kind}}/{{trial}}/train.benchmark.tsv"
+        "logs/tuning/{dataset}/{kind}/{trial}/train.benchmark.tsv"
     threads: MODEL_JOB_THREADS
     resources:
         **MODEL_JOB_RESOURCES,
