@@ -200,29 +200,29 @@ def over_seeds(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return out.reset_index()
 
 
+def seed_differences(values: Mapping[int, float], reference: Mapping[int, float]) -> np.ndarray:
+    """``values`` - ``reference`` over the seeds present in both, in seed order."""
+    seeds = sorted(set(values) & set(reference))
+    return np.array([values[s] - reference[s] for s in seeds], dtype=np.float64)
+
+
 def paired_p_value(values: Mapping[int, float], reference: Mapping[int, float]) -> float:
     """Two-sided paired t-test p-value of ``values`` against ``reference``, paired by seed.
 
     Only seeds present in both count. NaN when fewer than two seeds pair up, when a paired value is NaN, or when
     every difference is the same (the t statistic is undefined at zero variance).
     """
-    seeds = sorted(set(values) & set(reference))
-    if len(seeds) < 2:
+    difference = seed_differences(values, reference)
+    if len(difference) < 2 or not np.all(np.isfinite(difference)) or np.ptp(difference) == 0:
         return float("nan")
-    x = np.array([values[s] for s in seeds], dtype=np.float64)
-    y = np.array([reference[s] for s in seeds], dtype=np.float64)
-    difference = x - y
-    if not np.all(np.isfinite(difference)) or np.ptp(difference) == 0:
-        return float("nan")
-    return float(stats.ttest_rel(x, y).pvalue)
+    return float(stats.ttest_1samp(difference, 0.0).pvalue)  # the paired t-test is one-sample on the differences
 
 
 def same_sign_in_every_seed(values: Mapping[int, float], reference: Mapping[int, float] | None) -> bool:
     """Whether ``values`` - ``reference`` (by seed) is non-zero with one sign in every shared seed, at least two."""
     if reference is None:
         return False
-    differences = [values[seed] - reference[seed] for seed in values if seed in reference]
-    differences = [d for d in differences if math.isfinite(d)]
+    differences = [d for d in seed_differences(values, reference) if math.isfinite(d)]
     return len(differences) >= 2 and (all(d > 0 for d in differences) or all(d < 0 for d in differences))
 
 
@@ -242,23 +242,22 @@ def summarize(scalars: pd.DataFrame, reference: str, alpha: float = 0.05,
     summary = over_seeds(scalars, ["dataset", "model", "quantity"])
     by_seed = {key: dict(zip(part["seed"], part["value"]))
                for key, part in scalars.groupby(["dataset", "model", "quantity"], sort=False)}
-    summary["every_seed"] = [
-        row.model != reference and same_sign_in_every_seed(by_seed[(row.dataset, row.model, row.quantity)],
-                                                            by_seed.get((row.dataset, reference, row.quantity)))
-        for row in summary.itertuples(index=False)]
-    if p_values is not None:
+    tested, every_seed = [], []
+    for row in summary.itertuples(index=False):
+        ref = by_seed.get((row.dataset, reference, row.quantity))
+        if row.model == reference or ref is None:
+            tested.append(float("nan"))
+            every_seed.append(False)
+        else:
+            mine = by_seed[(row.dataset, row.model, row.quantity)]
+            tested.append(paired_p_value(mine, ref) if p_values is None else float("nan"))
+            every_seed.append(same_sign_in_every_seed(mine, ref))
+    summary["every_seed"] = every_seed
+    summary["p_value"] = tested
+    if p_values is not None:  # the given p-values replace the t-test, which was not computed
         given = p_values.set_index(["dataset", "model", "quantity"])["p_value"]
         keys = pd.MultiIndex.from_frame(summary[["dataset", "model", "quantity"]])
         summary["p_value"] = given.reindex(keys).to_numpy(dtype=np.float64)
         summary.loc[summary["model"] == reference, "p_value"] = np.nan
-    else:
-        tested = []
-        for row in summary.itertuples(index=False):
-            ref = by_seed.get((row.dataset, reference, row.quantity))
-            if row.model == reference or ref is None:
-                tested.append(float("nan"))
-            else:
-                tested.append(paired_p_value(by_seed[(row.dataset, row.model, row.quantity)], ref))
-        summary["p_value"] = tested
     summary["significant"] = summary["p_value"] < alpha  # NaN compares False
     return summary

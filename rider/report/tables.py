@@ -336,12 +336,11 @@ TUNING: Final = (
 def tuning_table(choices: Mapping[str, Mapping]) -> Table:
     """Every tuned dataset's trials (rider.train.tune's choice file): one row per kind and trial, in the declared
     order, the chosen trial of each kind marked."""
-    rows, groups, seeds = [], {}, set()
+    rows, groups = [], {}
     for dataset, choice in choices.items():
         search = choice["search"]
         groups[dataset] = (f"{dataset}: sizes {', '.join(search['sizes'])} x learning rate x "
                            f"{', '.join(f'{f:g}' for f in search['lr_factors'])}, seed {search['seed']}")
-        seeds.add(search["seed"])
         for trial in choice["trials"]:
             label = f"{trial['kind']}: {trial['trial']}" + (" ← chosen" if trial["chosen"] else "")
             rows.append(Row(dataset, f"{trial['kind']}/{trial['trial']}", label, "run",
