@@ -97,11 +97,6 @@ def trial_overrides(trial: Trial, run: Mapping[str, Any], published: Mapping[str
     return overrides
 
 
-def apply_overrides(run: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``run`` with each section's keys from ``overrides`` on top (a size replaces every model key it names)."""
-    return {**run, **{part: {**run.get(part, {}), **overrides.get(part, {})} for part in ("model", "loss", "train")}}
-
-
 def choose(search: TuneConfig, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The choice per kind from the trials' records, each ``{"kind", "trial", "base", "overrides", "metadata"}``
     (``base``: the kind's run settings the trial changed; ``metadata``: the trainer's metadata.json with

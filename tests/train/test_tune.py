@@ -11,7 +11,7 @@ import torch
 
 from rider.model import model_kind
 from rider.train.trainer import RunSpec, run_config, train
-from rider.train.tune import (TuneConfig, Trial, apply_overrides, choose, find_trial, read_choice, trial_overrides,
+from rider.train.tune import (TuneConfig, Trial, choose, find_trial, read_choice, trial_overrides,
                               trials, tuned_overrides, write_choice)
 
 SEARCH = TuneConfig(kinds=("tfn", "lmf"), seed=3, sizes=("configured", "authors"), lr_factors=(0.5, 2.0))
@@ -48,7 +48,7 @@ def test_a_trial_scales_the_kinds_own_rate_and_the_authors_size_replaces_the_mod
     assert configured == {"train": {"lr": 2e-3}}
     authors = trial_overrides(Trial("tfn", "authors", 2.0), base, published, "mosi", 3e-4)
     assert authors["train"] == {"lr": 8e-3} and authors["model"] == published["mosi"].to_dict()
-    run = apply_overrides(base, authors)
+    run = run_config(dataset, {"kind": "tfn"}, authors)  # a trial trains as a run takes a choice's overrides
     assert run["model"]["text_hidden"] == published["mosi"].text_hidden != 8
     assert run["train"] == {"epochs": 7, "lr": 8e-3}  # the cap and every other setting are the run's
     RunSpec.from_dict(run)

@@ -3,7 +3,7 @@
 # tune` runs it for every dataset of run.datasets. A dataset trains from a choice when `datasets.<name>.tuned` names
 # one: this target's own output (then `all` tunes first), or a copy of it kept with the project.
 
-from rider.train.tune import TuneConfig, apply_overrides, find_trial, trial_overrides, trials
+from rider.train.tune import TuneConfig, find_trial, trial_overrides, trials
 
 TUNE_CHOICE = "results/tuning/{dataset}/choice.json"
 TRIAL_FOLDER = "results/tuning/{dataset}/{kind}/{trial}"
@@ -25,8 +25,12 @@ def trial_record(dataset, trial):
 
 
 def trial_spec(dataset, kind, name):
+    """A trial's run settings: the kind's on the dataset with the trial's overrides on top, as a run takes a
+    choice's (run_config's ``tuned``)."""
+    from rider.train.trainer import run_config
+
     record = trial_record(dataset, find_trial(tune_search(), kind, name))
-    return checked_run(apply_overrides(record["base"], record["overrides"]),
+    return checked_run(run_config(config["datasets"][dataset], {"kind": kind}, record["overrides"]),
                        f"tune trial {name} of {kind} on datasets.{dataset}")
 
 
